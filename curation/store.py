@@ -1,0 +1,430 @@
+"""The one owner of the DuckDB schema: connect, migrate, and every SQL statement of the library.
+
+Place in the flow: every step reads and writes through here (ingest -> clips/captions/tags, later decisions,
+audits, runs). Numbered migrations bring any older database up to ``SCHEMA_VERSION``; a database written by
+newer code is refused with both versions named.
+
+Example::
+
+    con = connect("data/uts.duckdb")
+    print(corpus_stats(con))
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from curation.errors import ManifestError, SchemaVersionError, StoreBusyError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB_PATH = PROJECT_ROOT / "data" / "uts.duckdb"
+DB_ENV_VAR = "UTS_DB"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int  # applied in increasing order, each exactly once
+    name: str  # one line saying what it adds
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "foundation: clips, captions, interned tags, clip-tag rows, decisions, ingest log", (
+        """CREATE TABLE ingests (
+            ingest_id INTEGER PRIMARY KEY, path VARCHAR NOT NULL, format VARCHAR NOT NULL,
+            on_bad_row VARCHAR NOT NULL, started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ,
+            clips INTEGER, captions INTEGER, tag_rows INTEGER, distinct_tags INTEGER,
+            skipped_rows INTEGER, missing_audio INTEGER, seconds DOUBLE)""",
+        # Rows a tolerant (--on-bad-row skip) ingest left out, with the reason: tolerance is counted.
+        "CREATE TABLE ingest_bad_rows (ingest_id INTEGER NOT NULL, line INTEGER, field VARCHAR, reason VARCHAR NOT NULL)",
+        "CREATE TABLE ingest_missing_audio (ingest_id INTEGER NOT NULL, clip_id VARCHAR NOT NULL, audio_path VARCHAR, reason VARCHAR NOT NULL)",
+        # clip_key is an integer surrogate so that tag statistics group over integers only.
+        """CREATE TABLE clips (
+            clip_key INTEGER PRIMARY KEY, clip_id VARCHAR NOT NULL UNIQUE, source VARCHAR, domain VARCHAR,
+            audio_path VARCHAR, audio_ok BOOLEAN NOT NULL, duration_s DOUBLE, sample_rate_hz INTEGER,
+            ingest_id INTEGER NOT NULL)""",
+        """CREATE TABLE captions (
+            clip_key INTEGER NOT NULL, kind VARCHAR NOT NULL CHECK (kind IN ('generated', 'original')),
+            captioner VARCHAR NOT NULL, position INTEGER NOT NULL, text VARCHAR NOT NULL, ingest_id INTEGER)""",
+        "CREATE TABLE tags (tag_id INTEGER PRIMARY KEY, tag VARCHAR NOT NULL UNIQUE)",
+        # No key constraint here on purpose: 4M rows; ingest replaces a clip's rows per extractor as a unit.
+        "CREATE TABLE clip_tags (clip_key INTEGER NOT NULL, tag_id INTEGER NOT NULL, extractor VARCHAR NOT NULL, ingest_id INTEGER)",
+        """CREATE TABLE decisions (
+            decision_id BIGINT PRIMARY KEY, decided_at TIMESTAMPTZ NOT NULL, decided_by VARCHAR NOT NULL,
+            action VARCHAR NOT NULL, payload JSON NOT NULL, reason VARCHAR)""",
+    )),
+    Migration(2, "corpus metadata and ground truth (demo corpus captioner biases)", (
+        "CREATE TABLE corpus_meta (key VARCHAR PRIMARY KEY, value JSON NOT NULL)",
+        """CREATE TABLE clip_truth (
+            clip_id VARCHAR PRIMARY KEY, true_tags VARCHAR[] NOT NULL, caption_tags VARCHAR[] NOT NULL,
+            applied_biases VARCHAR[] NOT NULL, attributes JSON NOT NULL)""",
+    )),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def resolve_db_path(cli_value: str | os.PathLike | None = None) -> Path:
+    """--db wins, then $UTS_DB, then data/uts.duckdb in the project."""
+    if cli_value:
+        return Path(cli_value)
+    if os.environ.get(DB_ENV_VAR):
+        return Path(os.environ[DB_ENV_VAR])
+    return DEFAULT_DB_PATH
+
+
+def connect(db_path: str | os.PathLike | None = None, *, read_only: bool = False,
+            memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Open (creating and migrating if needed) the store; refuse a newer schema or a file held elsewhere."""
+    path = resolve_db_path(db_path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"memory_limit": memory_limit} if memory_limit else {}
+    try:
+        con = duckdb.connect(str(path), read_only=read_only, config=config)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreBusyError(str(path), str(exc).splitlines()[0]) from None
+        raise
+    try:
+        version = schema_version(con)
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(str(path), version, SCHEMA_VERSION)
+        if version < SCHEMA_VERSION and not read_only:
+            migrate(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'").fetchall()[0][0]
+    if not exists:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
+
+
+def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> int:
+    """Apply every migration above the current version up to ``target``, each in its own transaction."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL)")
+    current = schema_version(con)
+    for migration in MIGRATIONS:
+        if current < migration.version <= target:
+            with transaction(con):
+                for statement in migration.statements:
+                    con.execute(statement)
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                            [migration.version, migration.name, _now()])
+            current = migration.version
+    return current
+
+
+class transaction:
+    """One logical write: everything or nothing."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.con.execute("BEGIN TRANSACTION")
+        return self.con
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.con.execute("COMMIT")
+        else:
+            self.con.execute("ROLLBACK")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---------------------------------------------------------------------------------------------- ingest writes
+
+# Every format is first turned into this staging table; one set of statements then writes it.
+STAGING_COLUMNS = (
+    ("line", "INTEGER"), ("clip_id", "VARCHAR"), ("source", "VARCHAR"), ("domain", "VARCHAR"),
+    ("audio_ref", "VARCHAR"), ("duration_s", "DOUBLE"), ("sample_rate_hz", "INTEGER"), ("caption", "VARCHAR"),
+    ("captioner", "VARCHAR"), ("original_captions", "VARCHAR[]"), ("tags", "VARCHAR[]"),
+)
+
+# Lhotse fields are read as JSON so that the type checks below are exact (DuckDB would quietly cast 12 to '12').
+_LHOTSE_READ = """
+    SELECT id, duration,
+           json_extract(supervisions, '$[0].custom') AS custom,
+           json_type(supervisions) AS supervisions_type, json_array_length(supervisions) AS supervisions_len,
+           json_extract(recording, '$.sources[0].source') AS audio_ref_json,
+           json_extract(recording, '$.sampling_rate') AS sampling_rate_json
+    FROM read_json(?, format = 'newline_delimited', maximum_object_size = 67108864,
+                   columns = {id: 'JSON', duration: 'JSON', supervisions: 'JSON', recording: 'JSON'})
+"""
+
+_ALL_STRINGS = "list_bool_and(list_transform(json_extract({x}, '$[*]'), lambda e: json_type(e) = 'VARCHAR'))"
+
+
+def stage_lhotse_fast(con: duckdb.DuckDBPyConnection, manifest_path: Path, max_caption_chars: int,
+                      max_tag_chars: int) -> int:
+    """Stage a well-formed Lhotse manifest with DuckDB's JSON reader; return the number of rows that break a rule.
+
+    Raises duckdb.Error on any JSON or UTF-8 problem. Any non-zero return or error sends the caller to the
+    exact (slower) Python reader, which names the file, line and field; this path only has to be fast and
+    never accept what the Python reader would refuse.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE lhotse_raw AS {_LHOTSE_READ}", [str(manifest_path)])
+    tags_ok = _ALL_STRINGS.format(x="custom->'audio_tag'")
+    originals_ok = _ALL_STRINGS.format(x="custom->'original_caption'")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE staging AS
+        SELECT CAST(row_number() OVER () AS INTEGER) AS line,
+               id ->> '$' AS clip_id,
+               custom ->> 'source' AS source,
+               custom ->> 'domain' AS domain,
+               audio_ref_json ->> '$' AS audio_ref,
+               CAST(duration AS DOUBLE) AS duration_s,
+               CAST(sampling_rate_json AS INTEGER) AS sample_rate_hz,
+               custom ->> 'caption' AS caption,
+               custom ->> 'captioner' AS captioner,
+               CASE json_type(custom->'original_caption')
+                    WHEN 'ARRAY' THEN list_transform(json_extract(custom, '$.original_caption[*]'), lambda e: e ->> '$')
+                    WHEN 'VARCHAR' THEN [custom ->> 'original_caption'] ELSE [] END AS original_captions,
+               CASE WHEN json_type(custom->'audio_tag') = 'ARRAY'
+                    THEN list_transform(json_extract(custom, '$.audio_tag[*]'), lambda e: trim(e ->> '$'))
+                    ELSE [] END AS tags,
+               (json_type(id) IS DISTINCT FROM 'VARCHAR' OR length(trim(id ->> '$')) = 0
+                OR json_type(duration) NOT IN ('DOUBLE', 'UBIGINT', 'BIGINT') OR CAST(duration AS DOUBLE) <= 0
+                OR supervisions_type IS DISTINCT FROM 'ARRAY' OR supervisions_len = 0
+                OR json_type(custom) NOT IN ('OBJECT', 'NULL')
+                OR json_type(audio_ref_json) IS DISTINCT FROM 'VARCHAR' OR length(audio_ref_json ->> '$') = 0
+                OR (sampling_rate_json IS NOT NULL AND (json_type(sampling_rate_json) NOT IN ('UBIGINT', 'BIGINT')
+                    OR CAST(sampling_rate_json AS BIGINT) <= 0))
+                OR coalesce(json_type(custom->'caption') NOT IN ('VARCHAR', 'NULL'), false)
+                OR coalesce(length(custom ->> 'caption') > {int(max_caption_chars)}, false)
+                OR coalesce(json_type(custom->'audio_tag') NOT IN ('ARRAY', 'NULL'), false)
+                OR coalesce(json_type(custom->'audio_tag') = 'ARRAY' AND NOT coalesce({tags_ok}, true), false)
+                OR coalesce(json_type(custom->'original_caption') NOT IN ('ARRAY', 'VARCHAR', 'NULL'), false)
+                OR coalesce(json_type(custom->'original_caption') = 'ARRAY' AND NOT coalesce({originals_ok}, true), false)
+                OR coalesce(json_type(custom->'source') NOT IN ('VARCHAR', 'NULL'), false)
+                OR coalesce(json_type(custom->'domain') NOT IN ('VARCHAR', 'NULL'), false)
+                OR coalesce(json_type(custom->'captioner') NOT IN ('VARCHAR', 'NULL'), false)
+               ) AS bad
+        FROM lhotse_raw
+    """)
+    con.execute("DROP TABLE lhotse_raw")
+    bad_rows, empty_tags, long_tags, rows, distinct_ids = con.execute(f"""
+        SELECT count(*) FILTER (WHERE bad),
+               count(*) FILTER (WHERE list_contains(list_transform(tags, lambda t: length(t) = 0), true)),
+               count(*) FILTER (WHERE list_contains(list_transform(tags, lambda t: length(t) > {int(max_tag_chars)}), true)),
+               count(*), count(DISTINCT clip_id)
+        FROM staging""").fetchall()[0]
+    problems = bad_rows + empty_tags + long_tags + (rows - distinct_ids) + (1 if rows == 0 else 0)
+    if problems == 0:
+        con.execute("ALTER TABLE staging DROP COLUMN bad")
+    return problems
+
+
+def stage_rows(con: duckdb.DuckDBPyConnection, arrow_table) -> None:
+    """Stage rows already checked in Python (slow path, flat formats, audio folders)."""
+    con.register("staging_arrow", arrow_table)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE staging AS SELECT * FROM staging_arrow")
+    finally:
+        con.unregister("staging_arrow")
+
+
+def read_parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> list[dict]:
+    try:
+        result = con.execute("SELECT * FROM read_parquet(?)", [str(path)])
+    except duckdb.Error as exc:
+        raise ManifestError(path, None, None, found=str(exc).splitlines()[0], found_is_description=True,
+                            expected="a readable Parquet file") from None
+    names = [column[0] for column in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+def staged_audio_refs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None, str | None]]:
+    return con.execute("SELECT clip_id, audio_ref, source FROM staging").fetchall()
+
+
+def begin_ingest(con: duckdb.DuckDBPyConnection, path: str, fmt: str, on_bad_row: str) -> int:
+    ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchall()[0][0]
+    con.execute("INSERT INTO ingests (ingest_id, path, format, on_bad_row, started_at) VALUES (?, ?, ?, ?, ?)",
+                [ingest_id, path, fmt, on_bad_row, _now()])
+    return ingest_id
+
+
+@dataclass(frozen=True)
+class StagedCounts:
+    clips: int
+    captions: int
+    tag_rows: int
+    distinct_tags: int
+
+
+def write_staging(con: duckdb.DuckDBPyConnection, ingest_id: int, audio_table, extractor: str,
+                  default_captioner: str) -> StagedCounts:
+    """Upsert the staged clips by clip_id; replace their captions and this extractor's tag rows.
+
+    Call inside ``transaction(con)``. ``audio_table`` (arrow: clip_id, audio_path, audio_ok, source) holds
+    the audio paths already resolved and checked on disk.
+    """
+    con.register("staged_audio", audio_table)
+    try:
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE staged AS
+            SELECT s.line, s.clip_id, coalesce(s.source, a.source) AS source, s.domain, a.audio_path, a.audio_ok,
+                   s.duration_s, s.sample_rate_hz, s.caption, coalesce(s.captioner, ?) AS captioner,
+                   s.original_captions, s.tags
+            FROM staging s JOIN staged_audio a USING (clip_id)""", [default_captioner])
+    finally:
+        con.unregister("staged_audio")
+    con.execute("""
+        UPDATE clips SET source = s.source, domain = s.domain, audio_path = s.audio_path, audio_ok = s.audio_ok,
+               duration_s = s.duration_s, sample_rate_hz = s.sample_rate_hz, ingest_id = ?
+        FROM staged s WHERE clips.clip_id = s.clip_id""", [ingest_id])
+    con.execute("""
+        INSERT INTO clips
+        SELECT (SELECT coalesce(max(clip_key), 0) FROM clips) + CAST(row_number() OVER (ORDER BY s.line) AS INTEGER),
+               s.clip_id, s.source, s.domain, s.audio_path, s.audio_ok, s.duration_s, s.sample_rate_hz, ?
+        FROM staged s WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE c.clip_id = s.clip_id)""", [ingest_id])
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE staged_keys AS
+        SELECT c.clip_key, s.caption, s.captioner, s.original_captions, s.tags
+        FROM staged s JOIN clips c USING (clip_id)""")
+    con.execute("DROP TABLE staged")
+    # A re-ingested clip gets the manifest's captions and tags, not a second copy of them.
+    con.execute("""
+        DELETE FROM captions WHERE clip_key IN (SELECT clip_key FROM staged_keys)
+          AND (kind = 'original' OR captioner IN (SELECT DISTINCT captioner FROM staged_keys))""")
+    con.execute("""
+        INSERT INTO captions
+        SELECT clip_key, 'generated', captioner, 0, caption, ? FROM staged_keys WHERE caption IS NOT NULL""",
+                [ingest_id])
+    con.execute("""
+        INSERT INTO captions
+        SELECT clip_key, 'original', 'human', CAST(pos AS INTEGER), text, ?
+        FROM (SELECT clip_key, unnest(original_captions) AS text, generate_subscripts(original_captions, 1) AS pos
+              FROM staged_keys) WHERE text IS NOT NULL AND length(trim(text)) > 0""", [ingest_id])
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE staged_tags AS
+        SELECT DISTINCT clip_key, unnest(tags) AS tag FROM staged_keys""")
+    con.execute("""
+        INSERT INTO tags
+        SELECT (SELECT coalesce(max(tag_id), 0) FROM tags) + CAST(row_number() OVER (ORDER BY tag) AS INTEGER), tag
+        FROM (SELECT DISTINCT tag FROM staged_tags) n WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.tag = n.tag)""")
+    con.execute("DELETE FROM clip_tags WHERE extractor = ? AND clip_key IN (SELECT clip_key FROM staged_keys)",
+                [extractor])
+    con.execute("""
+        INSERT INTO clip_tags SELECT st.clip_key, t.tag_id, ?, ? FROM staged_tags st JOIN tags t USING (tag)""",
+                [extractor, ingest_id])
+    clips, captions, tag_rows, distinct_tags = con.execute("""
+        SELECT (SELECT count(*) FROM staged_keys),
+               (SELECT count(*) FILTER (WHERE caption IS NOT NULL)
+                       + coalesce(sum(length(list_filter(original_captions, lambda x: length(trim(x)) > 0))), 0)
+                FROM staged_keys),
+               (SELECT count(*) FROM staged_tags),
+               (SELECT count(DISTINCT tag) FROM staged_tags)""").fetchall()[0]
+    return StagedCounts(clips, captions, tag_rows, distinct_tags)
+
+
+def drop_staging(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ("lhotse_raw", "staging", "staged", "staged_keys", "staged_tags"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def record_bad_rows(con: duckdb.DuckDBPyConnection, ingest_id: int, rows: list[tuple[int | None, str | None, str]]) -> None:
+    if rows:
+        con.executemany("INSERT INTO ingest_bad_rows VALUES (?, ?, ?, ?)", [(ingest_id, *row) for row in rows])
+
+
+def record_missing_audio(con: duckdb.DuckDBPyConnection, ingest_id: int, arrow_table) -> None:
+    """arrow_table: clip_id, audio_path, reason."""
+    con.register("missing_arrow", arrow_table)
+    try:
+        con.execute("INSERT INTO ingest_missing_audio SELECT ?, clip_id, audio_path, reason FROM missing_arrow",
+                    [ingest_id])
+    finally:
+        con.unregister("missing_arrow")
+
+
+def finish_ingest(con: duckdb.DuckDBPyConnection, ingest_id: int, counts: StagedCounts, skipped_rows: int,
+                  missing_audio: int, seconds: float) -> None:
+    con.execute("""
+        UPDATE ingests SET finished_at = ?, clips = ?, captions = ?, tag_rows = ?, distinct_tags = ?,
+               skipped_rows = ?, missing_audio = ?, seconds = ? WHERE ingest_id = ?""",
+                [_now(), counts.clips, counts.captions, counts.tag_rows, counts.distinct_tags, skipped_rows,
+                 missing_audio, seconds, ingest_id])
+
+
+def set_corpus_meta(con: duckdb.DuckDBPyConnection, key: str, value: object) -> None:
+    con.execute("INSERT OR REPLACE INTO corpus_meta VALUES (?, ?)", [key, json.dumps(value)])
+
+
+def corpus_meta(con: duckdb.DuckDBPyConnection, key: str) -> object | None:
+    rows = con.execute("SELECT value FROM corpus_meta WHERE key = ?", [key]).fetchall()
+    return json.loads(rows[0][0]) if rows else None
+
+
+def write_clip_truth(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, list, list, list, str]]) -> None:
+    con.executemany("INSERT OR REPLACE INTO clip_truth VALUES (?, ?, ?, ?, ?)", rows)
+
+
+# ---------------------------------------------------------------------------------------------- reads
+
+def corpus_stats(con: duckdb.DuckDBPyConnection) -> dict:
+    clips, captions, tag_rows, distinct_tags = con.execute("""
+        SELECT (SELECT count(*) FROM clips), (SELECT count(*) FROM captions), (SELECT count(*) FROM clip_tags),
+               (SELECT count(DISTINCT tag_id) FROM clip_tags)""").fetchall()[0]
+    domains = dict(con.execute(
+        "SELECT coalesce(domain, 'unknown'), count(*) FROM clips GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
+    sources = dict(con.execute(
+        "SELECT coalesce(source, 'unknown'), count(*) FROM clips GROUP BY 1 ORDER BY 2 DESC, 1").fetchall())
+    return {"clips": clips, "captions": captions, "tag_rows": tag_rows, "distinct_tags": distinct_tags,
+            "domains": domains, "sources": sources}
+
+
+def overview_frames(con: duckdb.DuckDBPyConnection, top_tags: int = 30) -> dict:
+    """DataFrames behind the Overview page; each one GROUP BY, so it stays fast at 400k clips."""
+    return {
+        "by_domain_source": con.execute("""
+            SELECT coalesce(domain, 'unknown') AS domain, coalesce(source, 'unknown') AS source, count(*) AS clips,
+                   round(sum(duration_s) / 3600, 3) AS hours
+            FROM clips GROUP BY ALL ORDER BY clips DESC""").df(),
+        "durations": con.execute("SELECT duration_s, coalesce(domain, 'unknown') AS domain FROM clips "
+                                 "WHERE duration_s IS NOT NULL").df(),
+        "caption_lengths": con.execute("""
+            SELECT kind, length(text) AS characters, array_length(string_split(text, ' ')) AS words
+            FROM captions""").df(),
+        "tags_per_clip": con.execute("""
+            SELECT c.clip_key, coalesce(domain, 'unknown') AS domain, count(ct.tag_id) AS tags
+            FROM clips c LEFT JOIN clip_tags ct USING (clip_key) GROUP BY c.clip_key, domain""").df(),
+        "top_tags": con.execute("""
+            SELECT t.tag, count(DISTINCT ct.clip_key) AS clips
+            FROM clip_tags ct JOIN tags t USING (tag_id) GROUP BY t.tag ORDER BY clips DESC, t.tag LIMIT ?""",
+                                [top_tags]).df(),
+        "ingests": con.execute("""
+            SELECT ingest_id, path, format, started_at, round(seconds, 2) AS seconds, clips, captions, tag_rows,
+                   distinct_tags, skipped_rows, missing_audio
+            FROM ingests ORDER BY ingest_id DESC""").df(),
+        "audio": con.execute("SELECT count(*) FILTER (WHERE audio_ok) AS playable, "
+                             "count(*) FILTER (WHERE NOT audio_ok) AS missing FROM clips").df(),
+    }
+
+
+def iter_table_rows(con: duckdb.DuckDBPyConnection, table: str) -> Iterator[tuple]:
+    """Every row of a known table in a stable order (tests compare whole databases with it)."""
+    known = {"clips": "clip_key", "captions": "clip_key, kind, captioner, position", "tags": "tag_id",
+             "clip_tags": "clip_key, tag_id, extractor", "ingests": "ingest_id", "decisions": "decision_id",
+             "ingest_bad_rows": "ingest_id, line", "ingest_missing_audio": "ingest_id, clip_id",
+             "corpus_meta": "key", "clip_truth": "clip_id"}
+    if table not in known:
+        raise KeyError(f"unknown table {table!r}; expected one of {sorted(known)}")
+    yield from con.execute(f"SELECT * FROM {table} ORDER BY {known[table]}").fetchall()
