@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clips", type=int, default=600, help="number of clips (default 600)")
     demo.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same corpus")
     demo.add_argument("--out", help="folder for the demo audio and manifest (default: beside the database)")
+    demo.add_argument("--if-empty", action="store_true",
+                      help="do nothing when the database already holds clips (used by `make demo`)")
 
     ingest = commands.add_parser("ingest", help="ingest a manifest (Lhotse/JSONL/CSV/Parquet) or an audio folder")
     ingest.add_argument("path", help="manifest file or folder of audio files")
@@ -69,6 +71,10 @@ def _run(args: argparse.Namespace) -> int:
         db_path = store.resolve_db_path(args.db)
         con = store.connect(db_path)
         try:
+            existing = store.corpus_stats(con)["clips"]
+            if args.if_empty and existing:
+                print(f"{db_path} already holds {existing:,} clips; not rebuilding the demo corpus")
+                return 0
             out = Path(args.out) if args.out else default_demo_dir(db_path)
             result = build_and_ingest_demo(con, out, n_clips=args.clips, seed=args.seed)
         finally:
