@@ -62,44 +62,6 @@ def open_manifest_bytes(path: Path) -> io.BufferedReader:
     return open(path, "rb")
 
 
-def iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, parsed object) for every non-blank line; any undecodable line is a ManifestError."""
-    any_record = False
-    with open_manifest_bytes(path) as handle:
-        line_no = 0
-        while True:
-            try:
-                raw = handle.readline()
-            except (OSError, EOFError, zlib.error) as exc:
-                raise ManifestError(path, line_no + 1, None, found=f"a damaged gzip stream ({exc})",
-                                    found_is_description=True, expected="a complete gzip file") from None
-            if not raw:
-                break
-            line_no += 1
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ManifestError(path, line_no, None, found=f"byte {raw[exc.start:exc.start + 1]!r} at column "
-                                    f"{exc.start + 1}", found_is_description=True,
-                                    expected="UTF-8 text") from None
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(path, line_no, None, found=f"invalid JSON ({exc.msg}, column {exc.colno})",
-                                    found_is_description=True,
-                                    expected="one complete JSON object per line",
-                                    hint="the line may be truncated") from None
-            if not isinstance(obj, dict):
-                raise ManifestError(path, line_no, None, found=obj, expected="a JSON object")
-            any_record = True
-            yield line_no, obj
-    if not any_record:
-        raise ManifestError(path, None, None, found="no records", found_is_description=True,
-                            expected="at least one record", hint="the file is empty")
-
-
 def looks_like_lhotse(obj: dict) -> bool:
     return "supervisions" in obj or "recording" in obj
 
@@ -264,7 +226,7 @@ def iter_flat_json_records(path: Path) -> Iterator[tuple[int, ClipRecord | Manif
 
 
 def _iter_objects_or_errors(path: Path) -> Iterator[tuple[int, dict | ManifestError]]:
-    """Like iter_json_lines, but a bad line is yielded as its error so that skip mode can go on after it."""
+    """(line, object) for every non-blank line; a bad line is yielded as its error so that skip mode can go on."""
     any_record = False
     with open_manifest_bytes(path) as handle:
         line_no = 0
