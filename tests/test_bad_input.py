@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import make_cut, table_snapshot, write_jsonl
+from helpers import make_cut, table_snapshot, write_jsonl
 from curation.errors import ManifestError
 from curation.ingest import ingest_path
 from curation.manifest import MAX_CAPTION_CHARS

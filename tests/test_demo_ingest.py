@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import table_snapshot
+from helpers import table_snapshot
 from curation import store
 from curation.cli import main
 from curation.demo_synth import CAPTIONER_BIASES

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile
 
-from conftest import SHARED_DATA, UTS_EXAMPLE_RECORD, make_cut, table_snapshot, write_jsonl
+from helpers import SHARED_DATA, UTS_EXAMPLE_RECORD, make_cut, table_snapshot, write_jsonl
 from curation import store
 from curation.ingest import ingest_path
 

@@ -8,7 +8,7 @@ import sys
 import duckdb
 import pytest
 
-from conftest import PROJECT, make_cut, table_snapshot, write_jsonl
+from helpers import PROJECT, make_cut, table_snapshot, write_jsonl
 from curation import store
 from curation.cli import main
 from curation.errors import SchemaVersionError, StoreBusyError

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import PROJECT, make_cut, write_jsonl
+from helpers import PROJECT, make_cut, write_jsonl
 from curation import store
 from curation.ingest import ingest_path
 
