@@ -47,6 +47,39 @@ def build_parser() -> argparse.ArgumentParser:
                         help="captioner name for captions whose record does not name one")
     ingest.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    decide = commands.add_parser("decide", help="record a curation decision (append-only; undo is a decision too)")
+    actions = decide.add_subparsers(dest="action", required=True)
+
+    def decision_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=help_text)
+        _db_argument(sub)
+        sub.add_argument("--by", required=True, help="who decides (stored with the decision)")
+        sub.add_argument("--reason", help="why (stored with the decision)")
+        return sub
+
+    merge = decision_parser("merge", "merge tags into one (new or existing) tag")
+    merge.add_argument("tags", nargs="+", metavar="TAG")
+    merge.add_argument("--into", required=True, metavar="T")
+    rename = decision_parser("rename", "rename a tag")
+    rename.add_argument("tag", metavar="TAG")
+    rename.add_argument("--into", "--to", dest="into", required=True, metavar="NEW")
+    for name, help_text in (("prune", "exclude tags from every vocabulary"), ("restore", "undo the exclusion")):
+        sub = decision_parser(name, help_text)
+        sub.add_argument("tags", nargs="+", metavar="TAG")
+    undo = decision_parser("undo", "undo an earlier decision (by id; undoing an undo redoes)")
+    undo.add_argument("decision_id", type=int, metavar="DECISION_ID")
+    for name, help_text in (("add-tag", "add a tag to one clip"), ("remove-tag", "remove a tag from one clip")):
+        sub = decision_parser(name, help_text)
+        sub.add_argument("clip_id", metavar="CLIP_ID")
+        sub.add_argument("tag", metavar="TAG")
+
+    export = commands.add_parser("export", help="write label_K.json, label_K.txt and the filtered Lhotse cuts")
+    _db_argument(export)
+    export.add_argument("--k", type=int, required=True, help="vocabulary size")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--rank-by", choices=("tfidf", "df"), default="tfidf")
+    export.add_argument("--by", help="who exports (stored with the export record)")
+
     stats = commands.add_parser("stats", help="corpus counts")
     _db_argument(stats)
     stats.add_argument("--json", action="store_true", help="print JSON")
@@ -93,6 +126,35 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             con.close()
         print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.as_text())
+        return 0
+    if args.command == "decide":
+        from curation.decisions import Decision, record_decision
+
+        decision = {
+            "merge": lambda: Decision.merge(args.tags, into=args.into),
+            "rename": lambda: Decision.rename(args.tag, to=args.into),
+            "prune": lambda: Decision.prune(args.tags),
+            "restore": lambda: Decision.restore(args.tags),
+            "undo": lambda: Decision.undo(args.decision_id),
+            "add-tag": lambda: Decision.clip_add(args.clip_id, args.tag),
+            "remove-tag": lambda: Decision.clip_remove(args.clip_id, args.tag),
+        }[args.action]()
+        con = store.connect(args.db)
+        try:
+            record = record_decision(con, decision, by=args.by, reason=args.reason)
+        finally:
+            con.close()
+        print(f"decision #{record.decision_id}: {record.describe()} (by {record.decided_by})")
+        return 0
+    if args.command == "export":
+        from curation.export import export_vocabulary
+
+        con = store.connect(args.db)
+        try:
+            record = export_vocabulary(con, k=args.k, out_dir=Path(args.out), by=args.by, rank_by=args.rank_by)
+        finally:
+            con.close()
+        print(json.dumps(record.as_dict(), indent=2))
         return 0
     if args.command == "stats":
         con = store.connect(args.db, read_only=store.resolve_db_path(args.db).exists())

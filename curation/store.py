@@ -65,6 +65,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             clip_id VARCHAR PRIMARY KEY, true_tags VARCHAR[] NOT NULL, caption_tags VARCHAR[] NOT NULL,
             applied_biases VARCHAR[] NOT NULL, attributes JSON NOT NULL)""",
     )),
+    Migration(3, "vocabulary exports: which decisions, K and ranking made each exported vocabulary", (
+        """CREATE TABLE exports (
+            export_id INTEGER PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL, created_by VARCHAR,
+            k INTEGER NOT NULL, ranking VARCHAR NOT NULL, last_decision_id BIGINT NOT NULL,
+            content_hash VARCHAR NOT NULL, out_dir VARCHAR NOT NULL, vocabulary_size INTEGER NOT NULL,
+            clips_kept INTEGER NOT NULL, clips_dropped INTEGER NOT NULL)""",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -375,6 +382,80 @@ def corpus_meta(con: duckdb.DuckDBPyConnection, key: str) -> object | None:
 
 def write_clip_truth(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, list, list, list, str]]) -> None:
     con.executemany("INSERT OR REPLACE INTO clip_truth VALUES (?, ?, ?, ?, ?)", rows)
+
+
+# ---------------------------------------------------------------------------------------------- decisions
+
+def decision_rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return con.execute("SELECT decision_id, decided_at, decided_by, action, payload, reason FROM decisions "
+                       "ORDER BY decision_id").fetchall()
+
+
+def append_decision(con: duckdb.DuckDBPyConnection, action: str, payload_json: str, by: str,
+                    reason: str | None) -> int:
+    decision_id = con.execute("SELECT coalesce(max(decision_id), 0) + 1 FROM decisions").fetchall()[0][0]
+    con.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?)",
+                [decision_id, _now(), by, action, payload_json, reason])
+    return decision_id
+
+
+def known_tag_texts(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {row[0] for row in con.execute("SELECT tag FROM tags").fetchall()}
+
+
+def intern_tags(con: duckdb.DuckDBPyConnection, texts: list[str]) -> None:
+    """Give new tag texts (e.g. a merge target that did not exist) an integer id."""
+    for text in texts:
+        con.execute("""INSERT INTO tags SELECT (SELECT coalesce(max(tag_id), 0) + 1 FROM tags), ?
+                       WHERE NOT EXISTS (SELECT 1 FROM tags WHERE tag = ?)""", [text, text])
+
+
+def clip_exists(con: duckdb.DuckDBPyConnection, clip_id: object) -> bool:
+    if not isinstance(clip_id, str):
+        return False
+    return con.execute("SELECT count(*) FROM clips WHERE clip_id = ?", [clip_id]).fetchall()[0][0] > 0
+
+
+def tag_matrix_inputs(con: duckdb.DuckDBPyConnection) -> dict:
+    """Everything the vocabulary engine needs, as numpy arrays over integer ids (distinct clip-tag pairs)."""
+    pairs = con.execute("SELECT DISTINCT clip_key, tag_id FROM clip_tags ORDER BY clip_key, tag_id").fetchnumpy()
+    clips = con.execute("SELECT clip_key, clip_id, coalesce(domain, 'unknown') AS domain, "
+                        "coalesce(source, 'unknown') AS source FROM clips ORDER BY clip_key").fetchnumpy()
+    tags = con.execute("SELECT tag_id, tag FROM tags ORDER BY tag_id").fetchnumpy()
+    return {"pairs": pairs, "clips": clips, "tags": tags, "version": corpus_version(con)}
+
+
+def corpus_version(con: duckdb.DuckDBPyConnection) -> tuple:
+    """Changes whenever ingest or a new tag text changes what the vocabulary engine loaded."""
+    return tuple(con.execute("SELECT coalesce(max(ingest_id), 0), (SELECT count(*) FROM clip_tags), "
+                             "(SELECT max(tag_id) FROM tags) FROM ingests").fetchall()[0])
+
+
+def export_clip_rows(con: duckdb.DuckDBPyConnection):
+    """Every clip with what a Lhotse cut needs, in clip_key order (streamed in chunks)."""
+    result = con.execute("""
+        SELECT c.clip_id, c.audio_path, c.source, c.domain, c.duration_s, c.sample_rate_hz,
+               (SELECT first(text ORDER BY captioner, position) FROM captions g
+                WHERE g.clip_key = c.clip_key AND g.kind = 'generated') AS caption,
+               (SELECT list(text ORDER BY position) FROM captions o
+                WHERE o.clip_key = c.clip_key AND o.kind = 'original') AS originals
+        FROM clips c ORDER BY c.clip_key""")
+    names = [d[0] for d in result.description]
+    while True:
+        chunk = result.fetchmany(10_000)
+        if not chunk:
+            break
+        for row in chunk:
+            yield dict(zip(names, row))
+
+
+def record_export(con: duckdb.DuckDBPyConnection, *, by: str | None, k: int, rank_by: str, last_decision_id: int,
+                  content_hash: str, out_dir: str, vocabulary_size: int, clips_kept: int, clips_dropped: int) -> int:
+    export_id = con.execute("SELECT coalesce(max(export_id), 0) + 1 FROM exports").fetchall()[0][0]
+    con.execute("INSERT INTO exports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [export_id, _now(), by, k, rank_by, last_decision_id, content_hash, out_dir, vocabulary_size,
+                 clips_kept, clips_dropped])
+    return export_id
 
 
 # ---------------------------------------------------------------------------------------------- reads
