@@ -41,6 +41,7 @@ class TagMatrix:
     sources: tuple[str, ...]
     slots: np.ndarray  # int32 (n_clips, max tags per clip)
     tag_texts: tuple[str, ...]  # index = tag_id (ids are dense from 1; index 0 unused)
+    text_rank: np.ndarray  # per tag id: position of its text in sorted order (tie-break of the ranking)
     version: tuple
 
     @property
@@ -65,16 +66,25 @@ def load_tag_matrix(con: duckdb.DuckDBPyConnection) -> TagMatrix:
     texts = [""] * (max_id + 1)
     for tag_id, text in zip(data["tags"]["tag_id"].tolist(), data["tags"]["tag"].tolist()):
         texts[tag_id] = text
+    text_rank = _text_ranks(texts)
     domains, domain_index = np.unique(data["clips"]["domain"].astype(str), return_inverse=True)
     sources, source_index = np.unique(data["clips"]["source"].astype(str), return_inverse=True)
     return TagMatrix(clip_ids=np.asarray(data["clips"]["clip_id"], dtype=object), domain_index=domain_index,
                      domains=tuple(domains.tolist()), source_index=source_index, sources=tuple(sources.tolist()),
-                     slots=slots, tag_texts=tuple(texts), version=data["version"])
+                     slots=slots, tag_texts=tuple(texts), text_rank=text_rank, version=data["version"])
+
+
+def _text_ranks(texts: list[str]) -> np.ndarray:
+    order = np.argsort(np.array(texts, dtype=str), kind="stable")
+    ranks = np.empty(len(texts), dtype=np.int64)
+    ranks[order] = np.arange(len(texts))
+    return ranks
 
 
 @dataclass(frozen=True)
 class VocabularyView:
-    ranking: pd.DataFrame  # rank, tag, tag_id, df, score, members
+    ranking: pd.DataFrame  # rank, tag, tag_id, df, score, merged (how many tags were merged into it)
+    members: dict  # canonical tag -> the tags merged into it
     coverage: pd.DataFrame  # k, clips_kept, share_kept, mean_tags, median_tags, df_at_k
     coverage_by_domain: pd.DataFrame  # k x domain share kept (columns = domains)
     coverage_by_source: pd.DataFrame  # k x source share kept
@@ -144,25 +154,26 @@ def compute_vocabulary(matrix: TagMatrix, state: CurationState, rank_by: str = "
     df = np.bincount(canon[canon >= 0], minlength=n_ids)
     n_clips = matrix.n_clips
     candidates = np.flatnonzero(df > 0)
-    # Python floats for the score so that it equals the reference formula bit for bit.
-    score_of_df = {int(d): d * math.log((n_clips + 1) / (d + 1)) for d in np.unique(df[candidates]).tolist()}
-    scores = np.array([score_of_df[int(d)] for d in df[candidates]], dtype=np.float64)
-    text_order = np.argsort(np.array([texts[i] for i in candidates], dtype=object), kind="stable")
-    text_rank = np.empty(len(candidates), dtype=np.int64)
-    text_rank[text_order] = np.arange(len(candidates))
+    candidate_df = df[candidates]
+    # Python floats for the score (one per distinct df) so that it equals the reference formula bit for bit.
+    distinct_df, df_index = np.unique(candidate_df, return_inverse=True)
+    scores = np.array([d * math.log((n_clips + 1) / (d + 1)) for d in distinct_df.tolist()],
+                      dtype=np.float64)[df_index]
+    text_rank = matrix.text_rank if n_ids == len(matrix.tag_texts) else _text_ranks(texts)
     if rank_by == "tfidf":
-        order = np.lexsort((text_rank, -df[candidates], -scores))
+        order = np.lexsort((text_rank[candidates], -candidate_df, -scores))
     else:
-        order = np.lexsort((text_rank, -df[candidates]))
+        order = np.lexsort((text_rank[candidates], -candidate_df))
     ranked_ids = candidates[order]
     n_ranked = len(ranked_ids)
-    rank_of_id = np.full(n_ids, n_ranked + 1, dtype=np.int64)
+    none = n_ranked + 1
+    rank_of_id = np.full(n_ids, none, dtype=np.int64)
     rank_of_id[ranked_ids] = np.arange(1, n_ranked + 1)
-    ranks = np.where(canon >= 0, rank_of_id[np.maximum(canon, 0)], n_ranked + 1)
-    row_order = np.argsort(ranks, axis=1, kind="stable")
-    ranks_sorted = np.take_along_axis(ranks, row_order, axis=1)
-    canonical_rows = np.take_along_axis(canon, row_order, axis=1)
-    best_rank = ranks_sorted[:, 0] if ranks_sorted.shape[1] else np.full(n_clips, n_ranked + 1)
+    ranks_sorted = np.sort(np.where(canon >= 0, rank_of_id[np.maximum(canon, 0)], none), axis=1)
+    # Canonical ids in rank order per clip, recovered from the sorted ranks (no per-row argsort needed).
+    id_at_rank = np.r_[-1, ranked_ids, -1].astype(np.int64)
+    canonical_rows = id_at_rank[ranks_sorted]
+    best_rank = ranks_sorted[:, 0] if ranks_sorted.shape[1] else np.full(n_clips, none)
 
     # at_least[j][k]: clips with at least j+1 canonical tags of rank <= k (k = 0..n_ranked).
     at_least = np.stack([np.cumsum(np.bincount(ranks_sorted[:, j], minlength=n_ranked + 2)[: n_ranked + 1])
@@ -172,18 +183,22 @@ def compute_vocabulary(matrix: TagMatrix, state: CurationState, rank_by: str = "
     lower_middle = np.maximum(kept - 1, 0) // 2  # index of the lower median among kept clips' counts
     median = (at_least >= (kept - lower_middle)[None, :]).sum(axis=0)
     ks = np.arange(1, n_ranked + 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_tags = np.where(kept[1:] > 0, total_tags[1:] / np.maximum(kept[1:], 1), 0.0)
+    mean_tags = np.where(kept[1:] > 0, total_tags[1:] / np.maximum(kept[1:], 1), 0.0)
     coverage = pd.DataFrame({
         "k": ks, "clips_kept": kept[1:], "share_kept": kept[1:] / max(n_clips, 1), "mean_tags": mean_tags,
         "median_tags": np.where(kept[1:] > 0, median[1:], 0), "df_at_k": df[ranked_ids]})
     members = state.members()
-    ranking = pd.DataFrame({
-        "rank": ks, "tag": [texts[i] for i in ranked_ids], "tag_id": ranked_ids, "df": df[ranked_ids],
-        "score": scores[order] if rank_by == "tfidf" else scores[order],
-        "members": [members.get(texts[i], []) for i in ranked_ids]})
+    tag_names = np.array(texts, dtype=object)[ranked_ids]
+    merged_count = np.zeros(n_ranked, dtype=np.int64)
+    if members:
+        position = pd.Series(np.arange(n_ranked), index=tag_names)
+        for canonical_tag, merged in members.items():
+            if canonical_tag in position.index:
+                merged_count[position[canonical_tag]] = len(merged)
+    ranking = pd.DataFrame({"rank": ks, "tag": tag_names, "tag_id": ranked_ids, "df": df[ranked_ids],
+                            "score": scores[order], "merged": merged_count})
     return VocabularyView(
-        ranking=ranking, coverage=coverage,
+        ranking=ranking, members=members, coverage=coverage,
         coverage_by_domain=_grouped_coverage(best_rank, matrix.domain_index, matrix.domains, n_ranked),
         coverage_by_source=_grouped_coverage(best_rank, matrix.source_index, matrix.sources, n_ranked),
         pruned=tuple(sorted(state.pruned)), best_rank=best_rank, canonical_rows=canonical_rows,

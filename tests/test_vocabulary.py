@@ -70,7 +70,7 @@ def test_coverage_on_a_hand_built_corpus(con, tmp_path):
                                                   "hihat": 1, "male": 1, "female": 1}
     assert ranking.tag.tolist()[:5] == ["drum", "music", "rain", "reverb", "speech"]  # ties by text
     assert ranking.score.iloc[0] == 2 * math.log(7 / 3)
-    assert ranking.members.iloc[0] == ["drums"]
+    assert view.members["drum"] == ["drums"] and ranking.merged.iloc[0] == 1
     cov = view.coverage.set_index("k")
     # K=1 (drum): c1, c2. K=3 (+music, rain): c1, c2, c5, c6. K=5 (+reverb, speech): all six.
     assert cov.loc[1, "clips_kept"] == 2 and cov.loc[3, "clips_kept"] == 4 and cov.loc[5, "clips_kept"] == 6
