@@ -1,4 +1,9 @@
-"""UTS Studio: the router. Pages live in pages/; this file declares them and draws the shared sidebar."""
+"""UTS Studio: the router. Pages live in views/; this file declares them and draws the shared sidebar.
+
+The folder is not called pages/ on purpose: Streamlit auto-discovers a pages/ folder, and a first visit to a
+deep link (e.g. /vocabulary) then runs that file directly, without this router, its sidebar or (later) its
+sign-in checks. Streamlit's own advice for st.navigation apps is to keep page files elsewhere.
+"""
 # pandas and plotly are imported up front: a click during the first run's lazy import can break a page.
 import pandas  # noqa: F401
 import plotly.express  # noqa: F401
@@ -9,7 +14,9 @@ from ui.db import db_path
 st.set_page_config(page_title="UTS Studio", layout="wide")
 
 pages = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("views/vocabulary.py", title="Vocabulary", icon=":material/label:"),
+    st.Page("views/tag_map.py", title="Tag map", icon=":material/scatter_plot:"),
 ]
 navigation = st.navigation(pages)
 

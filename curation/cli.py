@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("clip_id", metavar="CLIP_ID")
         sub.add_argument("tag", metavar="TAG")
 
+    suggest = commands.add_parser("suggest-merges", help="groups of tags that are likely one concept, best first")
+    _db_argument(suggest)
+    suggest.add_argument("--top", type=int, help="at most this many groups")
+    suggest.add_argument("--model", help="a local sentence-transformers folder (default: the bundled MiniLM)")
+    suggest.add_argument("--json", action="store_true", help="print a JSON list")
+
     export = commands.add_parser("export", help="write label_K.json, label_K.txt and the filtered Lhotse cuts")
     _db_argument(export)
     export.add_argument("--k", type=int, required=True, help="vocabulary size")
@@ -145,6 +151,21 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             con.close()
         print(f"decision #{record.decision_id}: {record.describe()} (by {record.decided_by})")
+        return 0
+    if args.command == "suggest-merges":
+        from curation.suggestions import suggest_merges
+
+        con = store.connect(args.db)
+        try:
+            suggestions = suggest_merges(con, top=args.top, model_path=args.model)
+        finally:
+            con.close()
+        if args.json:
+            print(json.dumps([s.as_dict() for s in suggestions], ensure_ascii=False))
+        else:
+            for s in suggestions:
+                print(f"{s.score:.2f}  {s.canonical} <- {', '.join(t for t in s.tags if t != s.canonical)}  "
+                      f"({'; '.join(s.reasons)})")
         return 0
     if args.command == "export":
         from curation.export import export_vocabulary

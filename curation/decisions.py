@@ -122,6 +122,18 @@ class CurationState:
         return canonical_tag in self.pruned
 
 
+def decision_log_frame(records: list[DecisionRecord], state: CurationState):
+    """The log as a table, newest first, with whether each decision is still in effect."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "decision_id": [r.decision_id for r in records], "when": [r.decided_at for r in records],
+        "by": [r.decided_by for r in records], "what": [r.describe() for r in records],
+        "reason": [r.reason or "" for r in records],
+        "in_effect": [r.decision_id in state.active_ids and r.action != "undo" for r in records],
+    }).sort_values("decision_id", ascending=False, ignore_index=True)
+
+
 def _active_decisions(records: list[DecisionRecord]) -> set[int]:
     """A decision is active unless an active later undo targets it (undo of an undo redoes)."""
     active: set[int] = set()
@@ -140,8 +152,7 @@ def replay(records: list[DecisionRecord]) -> CurationState:
     active = _active_decisions(records)
     parent: dict[str, str] = {}
     pruned: set[str] = set()
-    adds: set[tuple[str, str]] = set()
-    removes: set[tuple[str, str]] = set()
+    clip_edits: list[tuple[str, str, str]] = []  # (clip_id, tag as named, "add" | "remove"), in log order
     skipped: list[tuple[int, str]] = []
 
     def resolve(tag: str) -> str:
@@ -166,18 +177,18 @@ def replay(records: list[DecisionRecord]) -> CurationState:
             pruned.update(p["tags"])
         elif record.action == "restore":
             pruned.difference_update(p["tags"])
-        elif record.action == "clip_add":
-            adds.add((p["clip_id"], p["tag"]))
-            removes.discard((p["clip_id"], p["tag"]))
-        elif record.action == "clip_remove":
-            removes.add((p["clip_id"], p["tag"]))
-            adds.discard((p["clip_id"], p["tag"]))
-    # Per-clip edits and prunes name tags as the curator saw them; they follow later merges.
+        elif record.action in ("clip_add", "clip_remove"):
+            clip_edits.append((p["clip_id"], p["tag"], "add" if record.action == "clip_add" else "remove"))
+    # Per-clip edits and prunes name tags as the curator saw them; they follow later merges, and for one clip
+    # and canonical tag the latest edit wins.
+    last_edit: dict[tuple[str, str], str] = {}
+    for clip_id, tag, op in clip_edits:
+        last_edit[(clip_id, resolve(tag))] = op
     return CurationState(
         parent=parent,
         pruned=frozenset(resolve(tag) for tag in pruned),
-        clip_adds=frozenset((clip, resolve(tag)) for clip, tag in adds),
-        clip_removes=frozenset((clip, resolve(tag)) for clip, tag in removes),
+        clip_adds=frozenset(key for key, op in last_edit.items() if op == "add"),
+        clip_removes=frozenset(key for key, op in last_edit.items() if op == "remove"),
         active_ids=frozenset(active),
         last_decision_id=max((r.decision_id for r in records), default=0),
         skipped=tuple(skipped),
@@ -266,9 +277,13 @@ def _chain(state: CurationState, tag: str) -> list[str]:
     return chain
 
 
-def record_decision(con: duckdb.DuckDBPyConnection, decision: Decision, *, by: str,
-                    reason: str | None = None) -> DecisionRecord:
-    """Check and append one decision (one transaction); new target names are interned as tags."""
+def record_decision(con: duckdb.DuckDBPyConnection, decision: Decision, *, by: str, reason: str | None = None,
+                    also=None) -> DecisionRecord:
+    """Check and append one decision (one transaction); new target names are interned as tags.
+
+    ``also(con, decision_id)`` runs inside the same transaction, for writes that belong to the decision
+    (e.g. the verdict on the merge suggestion it accepts): both land or neither does.
+    """
     if not isinstance(by, str) or not by.strip():
         raise DecisionError("every decision names who made it: expected a non-empty --by / display name")
     with store.transaction(con):
@@ -281,4 +296,6 @@ def record_decision(con: duckdb.DuckDBPyConnection, decision: Decision, *, by: s
             new_texts.append(decision.payload["tag"])
         store.intern_tags(con, new_texts)
         decision_id = store.append_decision(con, decision.action, json.dumps(decision.payload), by.strip(), reason)
+        if also is not None:
+            also(con, decision_id)
     return [r for r in list_decisions(con) if r.decision_id == decision_id][0]

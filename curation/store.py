@@ -72,6 +72,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             content_hash VARCHAR NOT NULL, out_dir VARCHAR NOT NULL, vocabulary_size INTEGER NOT NULL,
             clips_kept INTEGER NOT NULL, clips_dropped INTEGER NOT NULL)""",
     )),
+    Migration(4, "tag embeddings cache, merge-suggestion verdicts, tag map projections", (
+        # float32 vectors as bytes: 20k tags load in ~0.1 s, a LIST column would cost several times that.
+        "CREATE TABLE tag_embeddings (model VARCHAR NOT NULL, tag VARCHAR NOT NULL, vector BLOB NOT NULL, "
+        "PRIMARY KEY (model, tag))",
+        # A rejected group is remembered as its sorted member list; accepted ones become merge decisions.
+        """CREATE TABLE suggestion_verdicts (
+            group_key VARCHAR NOT NULL, verdict VARCHAR NOT NULL CHECK (verdict IN ('accepted', 'rejected')),
+            decided_by VARCHAR NOT NULL, decided_at TIMESTAMPTZ NOT NULL, members JSON NOT NULL,
+            canonical VARCHAR)""",
+        # One projection per (model, tag set, parameters): computed once over all raw tags.
+        """CREATE TABLE tag_projections (
+            projection_key VARCHAR NOT NULL, tag VARCHAR NOT NULL, x DOUBLE NOT NULL, y DOUBLE NOT NULL,
+            PRIMARY KEY (projection_key, tag))""",
+        "CREATE TABLE projection_meta (projection_key VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, "
+        "params JSON NOT NULL, n_tags INTEGER NOT NULL, seconds DOUBLE NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -410,6 +426,28 @@ def intern_tags(con: duckdb.DuckDBPyConnection, texts: list[str]) -> None:
                        WHERE NOT EXISTS (SELECT 1 FROM tags WHERE tag = ?)""", [text, text])
 
 
+def raw_tag_texts(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Tags some clip carries from ingest or extraction (not names that exist only as merge targets)."""
+    return [row[0] for row in con.execute(
+        "SELECT tag FROM tags WHERE tag_id IN (SELECT DISTINCT tag_id FROM clip_tags) ORDER BY tag").fetchall()]
+
+
+def clips_with_tags(con: duckdb.DuckDBPyConnection, tags: list[str], limit: int) -> list[dict]:
+    """A few clips carrying any of these raw tags, with their first generated caption and all raw tags."""
+    result = con.execute("""
+        WITH hits AS (
+            SELECT DISTINCT ct.clip_key FROM clip_tags ct JOIN tags t USING (tag_id)
+            WHERE t.tag IN (SELECT unnest(?)) ORDER BY ct.clip_key LIMIT ?)
+        SELECT c.clip_id, c.audio_path, c.audio_ok,
+               (SELECT first(text ORDER BY captioner, position) FROM captions g
+                WHERE g.clip_key = c.clip_key AND g.kind = 'generated') AS caption,
+               (SELECT list(DISTINCT t.tag ORDER BY t.tag) FROM clip_tags ct JOIN tags t USING (tag_id)
+                WHERE ct.clip_key = c.clip_key) AS raw_tags
+        FROM clips c JOIN hits USING (clip_key) ORDER BY c.clip_key""", [tags, limit])
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
 def clip_exists(con: duckdb.DuckDBPyConnection, clip_id: object) -> bool:
     if not isinstance(clip_id, str):
         return False
@@ -456,6 +494,66 @@ def record_export(con: duckdb.DuckDBPyConnection, *, by: str | None, k: int, ran
                 [export_id, _now(), by, k, rank_by, last_decision_id, content_hash, out_dir, vocabulary_size,
                  clips_kept, clips_dropped])
     return export_id
+
+
+# ---------------------------------------------------------------------------------------------- embeddings, suggestions, projections
+
+def cached_embeddings(con: duckdb.DuckDBPyConnection, model: str, tags: list[str]) -> dict[str, bytes]:
+    import pyarrow as pa
+
+    con.register("wanted_tags", pa.table({"tag": pa.array(tags, pa.string())}))
+    try:
+        rows = con.execute("SELECT e.tag, e.vector FROM tag_embeddings e JOIN wanted_tags w USING (tag) "
+                           "WHERE e.model = ?", [model]).fetchall()
+    finally:
+        con.unregister("wanted_tags")
+    return dict(rows)
+
+
+def store_embeddings(con: duckdb.DuckDBPyConnection, model: str, tags: list[str], vectors: list[bytes]) -> None:
+    import pyarrow as pa
+
+    con.register("new_embeddings", pa.table({"tag": pa.array(tags, pa.string()),
+                                             "vector": pa.array(vectors, pa.binary())}))
+    try:
+        con.execute("INSERT OR REPLACE INTO tag_embeddings SELECT ?, tag, vector FROM new_embeddings", [model])
+    finally:
+        con.unregister("new_embeddings")
+
+
+def record_suggestion_verdict(con: duckdb.DuckDBPyConnection, group_key: str, verdict: str, by: str,
+                              members: list[str], canonical: str | None) -> None:
+    con.execute("INSERT INTO suggestion_verdicts VALUES (?, ?, ?, ?, ?, ?)",
+                [group_key, verdict, by, _now(), json.dumps(members), canonical])
+
+
+def rejected_suggestion_members(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
+    return [json.loads(row[0]) for row in con.execute(
+        "SELECT members FROM suggestion_verdicts WHERE verdict = 'rejected' ORDER BY decided_at").fetchall()]
+
+
+def projection(con: duckdb.DuckDBPyConnection, projection_key: str):
+    """(tags, xs, ys) of a cached projection, or None."""
+    meta = con.execute("SELECT count(*) FROM projection_meta WHERE projection_key = ?", [projection_key]).fetchall()
+    if not meta[0][0]:
+        return None
+    data = con.execute("SELECT tag, x, y FROM tag_projections WHERE projection_key = ? ORDER BY tag",
+                       [projection_key]).fetchnumpy()
+    return data["tag"], data["x"], data["y"]
+
+
+def store_projection(con: duckdb.DuckDBPyConnection, projection_key: str, model: str, params: dict,
+                     tags: list[str], xs, ys, seconds: float) -> None:
+    import pyarrow as pa
+
+    con.register("new_projection", pa.table({"tag": pa.array(tags, pa.string()), "x": xs, "y": ys}))
+    try:
+        con.execute("DELETE FROM tag_projections WHERE projection_key = ?", [projection_key])
+        con.execute("INSERT INTO tag_projections SELECT ?, tag, x, y FROM new_projection", [projection_key])
+        con.execute("INSERT OR REPLACE INTO projection_meta VALUES (?, ?, ?, ?, ?, ?)",
+                    [projection_key, model, json.dumps(params), len(tags), seconds, _now()])
+    finally:
+        con.unregister("new_projection")
 
 
 # ---------------------------------------------------------------------------------------------- reads

@@ -243,3 +243,24 @@ def _apply_clip_edits(canon: np.ndarray, matrix: TagMatrix, state: CurationState
             extra[row, : len(tag_ids)] = tag_ids
         canon = np.hstack([canon, extra])
     return canon
+
+
+def domain_mix(view: VocabularyView, matrix: TagMatrix) -> pd.DataFrame:
+    """Per ranked canonical tag: the share of its clips in each domain (rows follow view.ranking)."""
+    rows = view.canonical_rows
+    present = rows >= 0
+    n_domains = len(matrix.domains)
+    ids = view.ranking["tag_id"].to_numpy()
+    if not len(ids) or not n_domains:
+        return pd.DataFrame(index=view.ranking["tag"])
+    size = int(max(ids.max(), rows.max()) + 1)
+    pair_domain = np.broadcast_to(matrix.domain_index[:, None], rows.shape)[present]
+    counts = np.bincount(rows[present].astype(np.int64) * n_domains + pair_domain,
+                         minlength=size * n_domains).reshape(size, n_domains)[ids]
+    share = counts / np.maximum(counts.sum(axis=1), 1)[:, None]
+    return pd.DataFrame(share, columns=list(matrix.domains), index=view.ranking["tag"])
+
+
+def describe_domain_mix(shares: pd.DataFrame) -> list[str]:
+    return [", ".join(f"{domain} {share:.0%}" for domain, share in row.items() if share > 0)
+            for _, row in shares.iterrows()]

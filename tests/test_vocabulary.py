@@ -143,7 +143,7 @@ def test_prune_restore_and_clip_edits(con, tmp_path):
 TAGS = st.sampled_from(["drum", "drums", "Drum", "hi-hat", "hihat", "rain", "rainfall", "male", "female", "x"])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(clips=st.lists(st.sets(TAGS, min_size=1, max_size=5), min_size=1, max_size=25),
        ops=st.lists(st.tuples(st.sampled_from(["merge", "prune", "undo", "add", "remove"]),
                               st.lists(TAGS, min_size=1, max_size=3), TAGS, st.integers(0, 30)), max_size=12),

@@ -1,11 +1,15 @@
 """A real browser against a real `streamlit run`: Debian's chromium driven by Playwright, on a free loopback port."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from e2e_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from curation import store
+from e2e_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PROJECT, StreamlitServer
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +41,27 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e")
+    db = folder / "demo.duckdb"
+    subprocess.run([sys.executable, "-m", "curation", "demo", "--db", str(db), "--clips", "60", "--seed", "3"],
+                   cwd=PROJECT, check=True, capture_output=True, timeout=300)
+    stats = json.loads(subprocess.run([sys.executable, "-m", "curation", "stats", "--db", str(db), "--json"],
+                                      cwd=PROJECT, check=True, capture_output=True, text=True).stdout)
+    # Read before the app starts: while it runs, the app is the only process that may open the file.
+    con = store.connect(db, read_only=True)
+    stats["raw_tags"] = store.raw_tag_texts(con)
+    con.close()
+    return db, stats
+
+
+@pytest.fixture(scope="session")
+def server(demo_db, tmp_path_factory):
+    db, _stats = demo_db
+    instance = StreamlitServer(db, tmp_path_factory.mktemp("logs") / "streamlit.log")
+    instance.wait_healthy()
+    yield instance
+    instance.stop()

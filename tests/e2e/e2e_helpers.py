@@ -63,7 +63,33 @@ def wait_for_app_idle(page, timeout_ms: int = 60_000) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
 
 
+def wait_for_rerun(page, timeout_ms: int = 60_000) -> None:
+    """After an interaction: let the rerun it triggers start (it may already be over), then finish."""
+    try:
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', timeout=2_000)
+    except Exception:  # noqa: BLE001 - a fast rerun can start and end before we look; idle is what matters
+        pass
+    wait_for_app_idle(page, timeout_ms)
+
+
 def metric_value(page, label: str) -> str:
     metric = page.locator('[data-testid="stMetric"]').filter(
         has=page.locator('[data-testid="stMetricLabel"]', has_text=label)).first
     return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def fill_text_input(page, label: str, value: str) -> None:
+    """Type into a Streamlit text input and commit it (Enter), then wait for the rerun to finish."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    wait_for_rerun(page)
+
+
+def pick_in_multiselect(page, label: str, option: str) -> None:
+    widget = page.locator('[data-testid="stMultiSelect"]').filter(has_text=label)
+    widget.locator("input").click()  # opens the dropdown; typing then filters its options
+    page.keyboard.type(option)
+    page.get_by_role("option", name=option, exact=True).click()
+    page.keyboard.press("Escape")
+    wait_for_rerun(page)

@@ -1,33 +1,7 @@
 """Real browser: `streamlit run` on a small demo corpus; the Overview shows the corpus's own figures and charts."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-import pytest
-
-from e2e_helpers import PROJECT, StreamlitServer, metric_value, wait_for_app_idle
-
-
-@pytest.fixture(scope="module")
-def demo_db(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("e2e")
-    db = folder / "demo.duckdb"
-    subprocess.run([sys.executable, "-m", "curation", "demo", "--db", str(db), "--clips", "36", "--seed", "3"],
-                   cwd=PROJECT, check=True, capture_output=True, timeout=300)
-    stats = json.loads(subprocess.run([sys.executable, "-m", "curation", "stats", "--db", str(db), "--json"],
-                                      cwd=PROJECT, check=True, capture_output=True, text=True).stdout)
-    return db, stats
-
-
-@pytest.fixture(scope="module")
-def server(demo_db, tmp_path_factory):
-    db, _stats = demo_db
-    instance = StreamlitServer(db, tmp_path_factory.mktemp("logs") / "streamlit.log")
-    instance.wait_healthy()
-    yield instance
-    instance.stop()
+from e2e_helpers import metric_value, wait_for_app_idle
 
 
 def test_overview_in_a_real_browser(page, server, demo_db):

@@ -1,0 +1,91 @@
+"""The Vocabulary and Tag map pages under AppTest: a merge and an undo performed through the widgets."""
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from curation import store
+from curation.decisions import list_decisions
+from curation.ingest import ingest_path
+from helpers import PROJECT, make_cut, write_jsonl
+
+CLIPS = {
+    "c1": ("drum", "drums", "music"), "c2": ("drums", "hihat", "music"), "c3": ("speech", "male"),
+    "c4": ("speech", "female", "reverb"), "c5": ("rain", "reverberation"), "c6": ("rain", "drum"),
+}
+
+
+@pytest.fixture
+def corpus_db(db_path, tmp_path):
+    con = store.connect(db_path)
+    ingest_path(con, write_jsonl(tmp_path / "cuts.jsonl", [make_cut(c, tags=t) for c, t in CLIPS.items()]))
+    con.close()
+    return db_path
+
+
+def _page(db_path, monkeypatch, page: str) -> AppTest:
+    monkeypatch.setenv(store.DB_ENV_VAR, str(db_path))
+    monkeypatch.chdir(PROJECT)
+    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=120)
+    app.session_state["display_name"] = "ana"
+    app.switch_page(page)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _ranked_tags(app: AppTest) -> list[str]:
+    return app.dataframe[0].value["tag"].tolist()
+
+
+def test_merge_and_undo_through_the_vocabulary_page(corpus_db, monkeypatch):
+    app = _page(corpus_db, monkeypatch, "views/vocabulary.py")
+    assert "drums" in _ranked_tags(app) and "drum" in _ranked_tags(app)
+    app.multiselect(key="tag_pick").set_value(["drums", "drum"]).run()
+    app.text_input(key="merge_target").set_value("drum").run()
+    app.text_input(key="decision_reason").set_value("plural").run()
+    app.button(key="merge_button").click().run()
+    assert not app.exception, app.exception
+    assert "drums" not in _ranked_tags(app)
+    table = app.dataframe[0].value.set_index("tag")
+    assert table.loc["drum", "df"] == 3 and table.loc["drum", "members"] == "drums"
+    con = store.connect(corpus_db)
+    records = list_decisions(con)
+    con.close()
+    assert [(r.action, r.decided_by, r.reason) for r in records] == [("merge", "ana", "plural")]
+
+    app.selectbox(key="undo_choice").set_value(records[0].decision_id).run()
+    app.button(key="undo_button").click().run()
+    assert not app.exception, app.exception
+    assert "drums" in _ranked_tags(app)
+    con = store.connect(corpus_db)
+    assert [r.action for r in list_decisions(con)] == ["merge", "undo"]
+    con.close()
+
+
+def test_decisions_need_a_name(corpus_db, monkeypatch):
+    app = _page(corpus_db, monkeypatch, "views/vocabulary.py")
+    app.session_state["display_name"] = ""
+    app.multiselect(key="tag_pick").set_value(["male"]).run()
+    app.button(key="prune_button").click().run()
+    assert any("Working as" in w.value for w in app.warning)
+    con = store.connect(corpus_db)
+    assert list_decisions(con) == []
+    con.close()
+
+
+def test_k_explorer_and_prune(corpus_db, monkeypatch):
+    app = _page(corpus_db, monkeypatch, "views/vocabulary.py")
+    app.slider(key="vocab_k").set_value(2).run()
+    assert app.metric[1].label == "Clips kept at K=2"
+    app.multiselect(key="tag_pick").set_value(["male"]).run()
+    app.button(key="prune_button").click().run()
+    assert "male" not in _ranked_tags(app)
+    assert app.metric[3].value == "1"
+
+
+def test_tag_map_page_renders_every_tag(corpus_db, monkeypatch):
+    app = _page(corpus_db, monkeypatch, "views/tag_map.py")
+    assert any("raw tags" in caption.value for caption in app.caption)
+    app.text_input(key="map_search").set_value("drum").run()
+    assert not app.exception, app.exception

@@ -1,0 +1,61 @@
+"""Cached accessors shared by pages: the tag matrix (reloaded only when the corpus changes), the current
+curation state and vocabulary view, and who is working."""
+from __future__ import annotations
+
+import streamlit as st
+
+from curation import store
+from curation.decisions import CurationState, list_decisions, replay
+from curation.vocabulary import TagMatrix, VocabularyView, compute_vocabulary, load_tag_matrix
+from ui.db import db_cursor, db_path
+
+
+@st.cache_resource(show_spinner="Loading the tag matrix...", max_entries=2)
+def _tag_matrix(path: str, version: tuple) -> TagMatrix:
+    return load_tag_matrix(db_cursor())
+
+
+def tag_matrix() -> TagMatrix:
+    return _tag_matrix(db_path(), store.corpus_version(db_cursor()))
+
+
+def curation_state() -> CurationState:
+    return replay(list_decisions(db_cursor()))
+
+
+def vocabulary_view(rank_by: str = "tfidf") -> tuple[TagMatrix, CurationState, VocabularyView]:
+    """Recomputed on every rerun on purpose: replay + ranking + coverage take ~0.1 s even at 360k clips."""
+    matrix = tag_matrix()
+    state = curation_state()
+    return matrix, state, compute_vocabulary(matrix, state, rank_by=rank_by)
+
+
+def working_as() -> str | None:
+    name = (st.session_state.get("display_name") or "").strip()
+    return name or None
+
+
+def require_name() -> str | None:
+    """The display name, or a warning telling the user where to set it (decisions are attributed)."""
+    name = working_as()
+    if name is None:
+        st.warning("Enter your name under **Working as** in the sidebar: every decision records who made it.")
+    return name
+
+
+def selected_k(n_tags: int, key: str = "vocab_k") -> int:
+    """One K shared by the pages (session state), clamped to the current number of tags."""
+    default = min(1000, n_tags) if n_tags else 1
+    value = st.session_state.get(key, default)
+    return max(1, min(int(value), max(n_tags, 1)))
+
+
+def flash(message: str) -> None:
+    """A confirmation shown once, on the rerun that follows an action (a toast would be lost by st.rerun)."""
+    st.session_state["_flash"] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.pop("_flash", None)
+    if message:
+        st.success(message, icon=":material/check_circle:")

@@ -1,0 +1,59 @@
+"""The merge-suggestion queue: accept (optionally with an edited canonical name), reject, or accept in bulk."""
+from __future__ import annotations
+
+import streamlit as st
+
+from curation.decisions import DecisionError
+from curation.suggestions import accept_suggestion, reject_suggestion, suggest_merges
+from ui.db import db_cursor
+from ui.state import flash, require_name
+
+
+def render_suggestions(_decide=None, top: int = 50) -> None:
+    if not st.toggle("Show merge suggestions", key="show_suggestions",
+                     help="Loads the text embedding model on first use (a few seconds)."):
+        st.caption("Groups of tags that are likely one concept: surface variants, plurals and derivations, "
+                   "and tags with the same meaning and the same company in the corpus.")
+        return
+    with st.spinner("Finding likely duplicates..."):
+        suggestions = suggest_merges(db_cursor(), top=top)
+    if not suggestions:
+        st.success("No merge suggestions left.")
+        return
+    st.write(f"{len(suggestions)} suggestions, best first.")
+    bulk = []
+    for index, suggestion in enumerate(suggestions):
+        with st.container(border=True):
+            head, actions = st.columns([3, 2])
+            with head:
+                picked = st.checkbox(f"**{' · '.join(suggestion.tags)}**  (score {suggestion.score:.2f})",
+                                     key=f"bulk_{suggestion.group_key}")
+                st.caption("; ".join(suggestion.reasons))
+            with actions:
+                canonical = st.text_input("Canonical name", value=suggestion.canonical,
+                                          key=f"canonical_{suggestion.group_key}")
+                accept_col, reject_col = st.columns(2)
+                if accept_col.button("Accept", key=f"accept_{index}"):
+                    _apply(lambda name: accept_suggestion(db_cursor(), suggestion, by=name, canonical=canonical),
+                           f"Merged {', '.join(suggestion.tags)} into {canonical}")
+                if reject_col.button("Reject", key=f"reject_{index}"):
+                    _apply(lambda name: reject_suggestion(db_cursor(), suggestion, by=name),
+                           f"Rejected {', '.join(suggestion.tags)}: not proposed again")
+            if picked:
+                bulk.append((suggestion, canonical))
+    if bulk and st.button(f"Accept the {len(bulk)} selected suggestions", key="accept_bulk"):
+        _apply(lambda name: [accept_suggestion(db_cursor(), s, by=name, canonical=c) for s, c in bulk],
+               f"Accepted {len(bulk)} suggestions")
+
+
+def _apply(action, done: str) -> None:
+    name = require_name()
+    if name is None:
+        return
+    try:
+        action(name)
+    except DecisionError as exc:
+        st.error(str(exc))
+        return
+    flash(done)
+    st.rerun()

@@ -1,0 +1,148 @@
+"""Vocabulary: canonical tags ranked by TF-IDF, merge / rename / prune / restore, merge suggestions, the K
+explorer with coverage curves, and the decision log with undo. Every action is one decision row."""
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from curation.decisions import Decision, DecisionError, decision_log_frame, list_decisions, record_decision
+from curation.tag_details import tag_examples
+from curation.vocabulary import K_MARKS, describe_domain_mix, domain_mix
+from ui.db import db_cursor
+from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
+
+st.title("Vocabulary")
+show_flash()
+rank_by = st.segmented_control("Rank by", ["tfidf", "df"], default="tfidf", key="rank_by",
+                               format_func={"tfidf": "TF-IDF score", "df": "document frequency"}.get) or "tfidf"
+matrix, state, view = vocabulary_view(rank_by)
+n_tags = len(view.ranking)
+if n_tags == 0:
+    st.info("No tags yet: ingest a tagged manifest or build the demo corpus (`python -m curation demo`).")
+    st.stop()
+
+k = st.slider("Vocabulary size K", 1, n_tags, selected_k(n_tags), key="vocab_k")
+coverage_at_k = view.coverage.iloc[k - 1]
+cols = st.columns(5)
+cols[0].metric("Canonical tags", f"{n_tags:,}")
+cols[1].metric(f"Clips kept at K={k:,}", f"{coverage_at_k.share_kept:.1%}")
+cols[2].metric("Mean tags per kept clip", f"{coverage_at_k.mean_tags:.2f}")
+cols[3].metric("Pruned tags", f"{len(view.pruned):,}")
+cols[4].metric("Decisions", f"{len(state.active_ids):,} in effect")
+
+
+def decide(decision: Decision, reason: str | None = None) -> None:
+    name = require_name()
+    if name is None:
+        return
+    try:
+        record = record_decision(db_cursor(), decision, by=name, reason=reason or None)
+    except DecisionError as exc:
+        st.error(str(exc))
+        return
+    flash(f"Decision #{record.decision_id}: {record.describe()}")
+    st.rerun()
+
+
+tags_tab, suggestions_tab, k_tab, log_tab = st.tabs(["Tags", "Merge suggestions", "K explorer", "Decisions"])
+
+with tags_tab:
+    table = view.ranking.copy()
+    table["in_top_k"] = table["rank"] <= k
+    table["members"] = [", ".join(view.members.get(tag, [])) for tag in table["tag"]]
+    table["domain_mix"] = describe_domain_mix(domain_mix(view, matrix))
+    query = st.text_input("Search tags", key="tag_search", placeholder="e.g. drum")
+    if query:
+        mask = table["tag"].str.contains(query, case=False, regex=False) | table["members"].str.contains(
+            query, case=False, regex=False)
+        table = table[mask]
+    selection = st.dataframe(
+        table[["rank", "tag", "score", "df", "in_top_k", "members", "domain_mix"]], hide_index=True,
+        width="stretch", height=380, on_select="rerun", selection_mode="multi-row", key="tag_table",
+        column_config={"score": st.column_config.NumberColumn(format="%.1f")})
+    from_table = table.iloc[selection.selection.rows]["tag"].tolist() if selection.selection.rows else []
+    typed = st.multiselect("Tags to act on (or select rows above)", view.ranking["tag"].tolist(), key="tag_pick")
+    chosen = list(dict.fromkeys(from_table + typed))
+    if chosen:
+        st.write("Selected: " + ", ".join(f"`{tag}`" for tag in chosen))
+        reason = st.text_input("Reason (stored with the decision)", key="decision_reason")
+        merge_col, rename_col, prune_col = st.columns(3)
+        with merge_col:
+            target = st.text_input("Merge into", value=chosen[0], key="merge_target")
+            if st.button("Merge", disabled=len(chosen) < 2 and target == chosen[0], key="merge_button"):
+                decide(Decision.merge(chosen, into=target.strip()), reason)
+        with rename_col:
+            new_name = st.text_input("Rename to", key="rename_to", disabled=len(chosen) != 1)
+            if st.button("Rename", disabled=len(chosen) != 1 or not new_name.strip(), key="rename_button"):
+                decide(Decision.rename(chosen[0], to=new_name.strip()), reason)
+        with prune_col:
+            st.write("Exclude from every vocabulary")
+            if st.button("Prune", key="prune_button"):
+                decide(Decision.prune(chosen), reason)
+        st.subheader(f"What `{chosen[0]}` stands for")
+        for example in tag_examples(db_cursor(), chosen[0], state, limit=4):
+            with st.container(border=True):
+                st.caption(f"{example.clip_id} · raw tags: {', '.join(example.raw_tags)}")
+                st.html(f"<div style='font-size:0.9rem'>{example.caption_html}</div>")
+                if example.audio_path:
+                    st.audio(example.audio_path)
+    if view.pruned:
+        with st.expander(f"Pruned tags ({len(view.pruned)})"):
+            restore = st.multiselect("Restore", view.pruned, key="restore_choice")
+            if st.button("Restore selected", disabled=not restore, key="restore_button"):
+                decide(Decision.restore(restore))
+
+with suggestions_tab:
+    from ui.suggestions import render_suggestions
+
+    render_suggestions(decide)
+
+with k_tab:
+    coverage = view.coverage
+    marks = [m for m in K_MARKS if m <= n_tags]
+    figure = go.Figure()
+    figure.add_scatter(x=coverage["k"], y=coverage["share_kept"], name="all clips", mode="lines")
+    for domain in matrix.domains:
+        figure.add_scatter(x=view.coverage_by_domain["k"], y=view.coverage_by_domain[domain], name=domain,
+                           mode="lines", line={"dash": "dot"})
+    for mark in marks:
+        figure.add_vline(x=mark, line_dash="dash", line_color="grey", annotation_text=f"{mark:,}")
+    figure.add_vline(x=k, line_color="red", annotation_text=f"K={k:,}")
+    figure.update_layout(title="Share of clips that keep at least one tag", xaxis_title="K",
+                         yaxis_title="share of clips kept", yaxis_tickformat=".0%")
+    st.plotly_chart(figure, width="stretch")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(px.line(coverage, x="k", y=["mean_tags", "median_tags"],
+                                title="Tags per kept clip"), width="stretch")
+    with right:
+        st.plotly_chart(px.line(coverage, x="k", y="df_at_k", log_y=True,
+                                title="Document frequency of the K-th tag"), width="stretch")
+    with st.expander("Coverage per source dataset"):
+        st.plotly_chart(px.line(view.coverage_by_source, x="k", y=list(matrix.sources)), width="stretch")
+    st.subheader("Compare two vocabulary sizes")
+    a_col, b_col = st.columns(2)
+    k_small = a_col.number_input("Smaller K", 1, n_tags, min(marks[0] if marks else max(1, n_tags // 2), n_tags),
+                                 key="k_small")
+    k_large = b_col.number_input("Larger K", 1, n_tags, min(marks[1] if len(marks) > 1 else n_tags, n_tags),
+                                 key="k_large")
+    k_small, k_large = sorted((int(k_small), int(k_large)))
+    entering = view.tags_entering(k_small, k_large)
+    lost = view.clips_lost(k_small, k_large)
+    st.write(f"Going from K={k_large:,} down to K={k_small:,} removes **{len(entering):,} tags** and loses "
+             f"**{len(lost):,} clips** (they keep no tag).")
+    d1, d2 = st.columns(2)
+    d1.dataframe({"tags only in the larger vocabulary": entering[:500]}, hide_index=True, width="stretch")
+    d2.dataframe({"clips lost at the smaller K": lost[:500]}, hide_index=True, width="stretch")
+
+with log_tab:
+    log = decision_log_frame(list_decisions(db_cursor()), state)
+    if log.empty:
+        st.info("No decisions yet. Merge, rename or prune tags on the Tags tab.")
+    else:
+        st.dataframe(log, hide_index=True, width="stretch", key="log_table")
+        undoable = log[log["in_effect"]]
+        labels = {int(r.decision_id): f"#{r.decision_id}: {r.what} (by {r.by})" for r in undoable.itertuples()}
+        choice = st.selectbox("Decision to undo", list(labels), format_func=labels.get, index=None,
+                              key="undo_choice", placeholder="pick a decision")
+        if st.button("Undo", disabled=choice is None, key="undo_button"):
+            decide(Decision.undo(int(choice)), "undone from the decision log")
