@@ -285,7 +285,8 @@ def _candidates(con: duckdb.DuckDBPyConnection, texts: tuple[str, ...], model_pa
     return candidates
 
 
-def _key(text: str) -> str:
+def surface_key(text: str) -> str:
+    """The normal form of a tag's spelling: case and '-', '_', spaces ignored (idempotent)."""
     return _SEPARATORS.sub("", text.lower())
 
 
@@ -297,7 +298,7 @@ def _lexical_pairs(texts: tuple[str, ...], ids: list[int]) -> dict[tuple[int, in
     """(a, b) with a < b -> (relation, detail), strongest relation first; rules work on separator-free keys."""
     by_key: dict[str, list[int]] = {}
     for i in ids:
-        by_key.setdefault(_key(texts[i]), []).append(i)
+        by_key.setdefault(surface_key(texts[i]), []).append(i)
     n_words = {i: len(_tokens(texts[i])) for i in ids}
     found: dict[tuple[int, int], tuple[int, str]] = {}
 
@@ -409,7 +410,7 @@ def _opposed_words(x: str, y: str) -> str | None:
 @lru_cache(maxsize=200_000)
 def _opposition(u: str, v: str) -> str | None:
     """Why u and v name opposite or neighbouring concepts, or None: never in one group."""
-    ku, kv = _key(u), _key(v)
+    ku, kv = surface_key(u), surface_key(v)
     if ku == kv:
         return None
     if _NUMBER.sub("#", ku) == _NUMBER.sub("#", kv):
@@ -457,7 +458,7 @@ def _narrower(u: str, v: str, words: frozenset[str]) -> str | None:
     if tu < tv or tv < tu:
         broad, narrow = (u, v) if tu < tv else (v, u)
         return f"'{narrow}' is a kind of '{broad}'"
-    ku, kv = _key(u), _key(v)
+    ku, kv = surface_key(u), surface_key(v)
     shorter, longer = sorted((ku, kv), key=len)
     if longer.startswith(shorter):
         rests = [longer[len(shorter):]] + ([longer[len(shorter) - 1:]] if shorter.endswith("s") else [])
@@ -640,7 +641,7 @@ def _suggestion(members: list[int], edges: list[int], pairs: _Pairs, texts: tupl
 def _signals(pairs: _Pairs, e: int, texts: tuple[str, ...], df: np.ndarray) -> list[str]:
     """The signals that fired for one accepted link, in words."""
     u, v = int(pairs.a[e]), int(pairs.b[e])
-    short, long_ = sorted((texts[u], texts[v]), key=lambda t: (len(_key(t)), t))
+    short, long_ = sorted((texts[u], texts[v]), key=lambda t: (len(surface_key(t)), t))
     rare, common = sorted((u, v), key=lambda i: (int(df[i]), texts[i]))
     relation = int(pairs.relation[e])
     signals = []

@@ -75,10 +75,29 @@ def _project(vectors: np.ndarray, params: dict) -> np.ndarray:
         return centred @ components[:2].T if n > 1 else np.zeros((1, 2))
     import umap  # heavy (numba): imported only when a projection is really computed
 
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(params["n_neighbors"], n - 1),
-                        min_dist=params["min_dist"], metric=params["metric"], random_state=params["random_state"],
-                        n_jobs=1, force_approximation_algorithm=n < 4096)  # exact path: slow below 4,096 points
+    n_neighbors = min(params["n_neighbors"], n - 1)
+    # Exact cosine neighbours by blocked matrix products: faster than UMAP's own NN-descent here, and it
+    # spares numba's JIT of pynndescent (~30 s of a ~45 s first call in a fresh process).
+    knn_indices, knn_distances = _exact_cosine_knn(vectors, n_neighbors)
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=params["min_dist"],
+                        metric=params["metric"], random_state=params["random_state"], n_jobs=1,
+                        precomputed_knn=(knn_indices, knn_distances, None))
     return reducer.fit_transform(vectors)
+
+
+def _exact_cosine_knn(vectors: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours (self included, as UMAP expects) of unit vectors, one row block at a time."""
+    n = len(vectors)
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k), dtype=np.float32)
+    for start in range(0, n, block):
+        sims = vectors[start:start + block] @ vectors.T
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        part_sims = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-part_sims, axis=1)
+        indices[start:start + block] = np.take_along_axis(part, order, axis=1)
+        distances[start:start + block] = np.maximum(0.0, 1.0 - np.take_along_axis(part_sims, order, axis=1))
+    return indices, distances
 
 
 def tag_map_frame(points: TagPoints, matrix: TagMatrix, view: VocabularyView, state: CurationState,

@@ -345,3 +345,19 @@ def test_published_3k_vocabulary(con, tmp_path):
         if len(members) >= 2:
             assert any(members <= g for g in groups), f"{sorted(members)} not grouped"
     _assert_no_trap_grouped(suggestions, [(x, y) for x, y in PUBLISHED_TRAPS if {x, y} <= present])
+
+
+@given(st.text(alphabet="abcXYZ-_ é", max_size=20))
+def test_surface_normalisation_is_idempotent(text):
+    from curation.suggestions import surface_key
+
+    assert surface_key(surface_key(text)) == surface_key(text)
+
+
+@given(st.lists(st.sampled_from(["high", "fidelity", "hi", "hat"]), min_size=1, max_size=3),
+       st.sampled_from(["-", "_", " ", ""]), st.booleans())
+def test_separator_and_case_variants_share_one_key(words, separator, upper):
+    from curation.suggestions import surface_key
+
+    spelled = separator.join(words)
+    assert surface_key(spelled.upper() if upper else spelled) == surface_key("".join(words))

@@ -223,3 +223,31 @@ def test_cli_decide_and_export_round_trip_through_lhotse(db_path, tmp_path, caps
     assert json.loads(capsys.readouterr().out)["content_hash"] == record["content_hash"]
     with gzip.open(out / "cuts.jsonl.gz", "rt") as handle:
         assert json.loads(handle.readline())["supervisions"][0]["custom"]["original_caption"] == ["a human caption"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(clips=st.lists(st.sets(TAGS, min_size=1, max_size=4), min_size=1, max_size=12),
+       action=st.sampled_from(["merge", "prune", "add", "remove"]), tags=st.lists(TAGS, min_size=1, max_size=3),
+       target=TAGS)
+def test_undo_restores_the_previous_vocabulary(tmp_path_factory, clips, action, tags, target):
+    tmp = tmp_path_factory.mktemp("undo")
+    con = store.connect(tmp / "u.duckdb")
+    raw = {f"c{i}": set(t) for i, t in enumerate(clips)}
+    ingest_path(con, write_jsonl(tmp / "cuts.jsonl", [make_cut(c, tags=sorted(t)) for c, t in raw.items()]))
+    record_decision(con, Decision.merge([sorted(raw["c0"])[0]], into="anchor"), by="prop")  # a non-empty log
+    matrix = load_tag_matrix(con)
+    before = compute_vocabulary(matrix, replay(list_decisions(con)))
+    known = sorted({t for ts in raw.values() for t in ts})
+    decision = {"merge": Decision.merge([t for t in tags if t in known] or known[:1], into=target),
+                "prune": Decision.prune([t for t in tags if t in known] or known[:1]),
+                "add": Decision.clip_add("c0", target), "remove": Decision.clip_remove("c0", known[0])}[action]
+    try:
+        made = record_decision(con, decision, by="prop")
+    except DecisionError:
+        con.close()
+        return
+    record_decision(con, Decision.undo(made.decision_id), by="prop")
+    after = compute_vocabulary(load_tag_matrix(con), replay(list_decisions(con)))
+    assert after.ranking[["tag", "df", "score"]].equals(before.ranking[["tag", "df", "score"]])
+    assert after.coverage.equals(before.coverage)
+    con.close()

@@ -57,3 +57,19 @@ def _apply(action, done: str) -> None:
         return
     flash(done)
     st.rerun()
+
+
+def render_prune_suggestions(k: int, decide) -> None:
+    """Tags too rare to carry signal at this K; pruning them is one decision."""
+    from curation.decisions import Decision
+    from curation.suggestions import suggest_prunes
+
+    min_df = st.number_input("A tag is too rare below this many clips", 1, 1000, 2, key="prune_min_df")
+    rows = suggest_prunes(db_cursor(), k=k, min_df=int(min_df))
+    if not rows:
+        st.success(f"No tag has fewer than {min_df} clips.")
+        return
+    st.dataframe(rows, hide_index=True, width="stretch", key="prune_table")
+    chosen = st.multiselect("Prune", [row["tag"] for row in rows], key="prune_pick")
+    if st.button(f"Prune {len(chosen)} tags", disabled=not chosen, key="prune_suggested"):
+        decide(Decision.prune(chosen), f"rare: fewer than {min_df} clips at K={k}")

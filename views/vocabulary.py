@@ -92,9 +92,11 @@ with tags_tab:
                 decide(Decision.restore(restore))
 
 with suggestions_tab:
-    from ui.suggestions import render_suggestions
+    from ui.suggestions import render_prune_suggestions, render_suggestions
 
     render_suggestions(decide)
+    with st.expander("Prune suggestions"):
+        render_prune_suggestions(k, decide)
 
 with k_tab:
     coverage = view.coverage

@@ -89,3 +89,24 @@ def test_tag_map_page_renders_every_tag(corpus_db, monkeypatch):
     assert any("raw tags" in caption.value for caption in app.caption)
     app.text_input(key="map_search").set_value("drum").run()
     assert not app.exception, app.exception
+
+
+def test_suggestion_queue_accept_and_prune_suggestions(corpus_db, monkeypatch):
+    app = _page(corpus_db, monkeypatch, "views/vocabulary.py")
+    app.toggle(key="show_suggestions").set_value(True).run()
+    assert not app.exception, app.exception
+    canonical_inputs = [w for w in app.text_input if str(w.key).startswith("canonical_")]
+    groups = {w.key.removeprefix("canonical_"): w.value for w in canonical_inputs}
+    assert "drum|drums" in groups, groups
+    index = list(groups).index("drum|drums")
+    app.button(key=f"accept_{index}").click().run()
+    assert not app.exception, app.exception
+    assert any("Merged" in s.value for s in app.success)
+    assert "drums" not in _ranked_tags(app)
+    # Rare tags (one clip each here) are offered for pruning.
+    app.multiselect(key="prune_pick").set_value(["hihat"]).run()
+    app.button(key="prune_suggested").click().run()
+    assert "hihat" not in _ranked_tags(app)
+    con = store.connect(corpus_db)
+    assert [r.action for r in list_decisions(con)] == ["merge", "prune"]
+    con.close()
