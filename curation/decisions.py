@@ -230,7 +230,7 @@ def _check(con: duckdb.DuckDBPyConnection, decision: Decision, records: list[Dec
             if tag == target:
                 continue  # naming the target among the tags is allowed and harmless
             if state.canonical(tag) == target_canon:
-                if target != target_canon and target_canon == state.canonical(tag) and tag in _chain(state, target):
+                if target != target_canon and tag in _chain(state, target):
                     raise DecisionError(
                         f"{decision.action} {tag!r} into {target!r} would close a cycle: {target!r} is already "
                         f"merged into {target_canon!r}; undo that merge first")

@@ -88,6 +88,33 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE TABLE projection_meta (projection_key VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, "
         "params JSON NOT NULL, n_tags INTEGER NOT NULL, seconds DOUBLE NOT NULL, created_at TIMESTAMPTZ NOT NULL)",
     )),
+    Migration(5, "captioner audit: campaigns, annotator slots, per-tag verdicts, added tags, caption ratings", (
+        """CREATE TABLE audit_campaigns (
+            campaign_id INTEGER PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL, sample_size INTEGER NOT NULL, annotators_per_clip INTEGER NOT NULL,
+            seed INTEGER NOT NULL, design JSON NOT NULL, kind VARCHAR NOT NULL DEFAULT 'listening')""",
+        # One row per (clip, slot): claiming a slot is an UPDATE of a free row, so two annotators racing for
+        # it conflict in DuckDB and one retries; the same annotator never holds two slots of one clip.
+        """CREATE TABLE audit_slots (
+            campaign_id INTEGER NOT NULL, position INTEGER NOT NULL, clip_key INTEGER NOT NULL,
+            slot INTEGER NOT NULL, stratum VARCHAR, annotator VARCHAR, claimed_at TIMESTAMPTZ,
+            submitted_at TIMESTAMPTZ, PRIMARY KEY (campaign_id, clip_key, slot))""",
+        """CREATE TABLE audit_verdicts (
+            campaign_id INTEGER NOT NULL, clip_key INTEGER NOT NULL, annotator VARCHAR NOT NULL,
+            tag VARCHAR NOT NULL, verdict VARCHAR NOT NULL CHECK (verdict IN ('correct', 'wrong', 'unsure')),
+            judged_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (campaign_id, clip_key, annotator, tag))""",
+        """CREATE TABLE audit_added_tags (
+            campaign_id INTEGER NOT NULL, clip_key INTEGER NOT NULL, annotator VARCHAR NOT NULL,
+            tag VARCHAR NOT NULL, added_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (campaign_id, clip_key, annotator, tag))""",
+        """CREATE TABLE audit_caption_ratings (
+            campaign_id INTEGER NOT NULL, clip_key INTEGER NOT NULL, annotator VARCHAR NOT NULL,
+            rating INTEGER CHECK (rating BETWEEN 1 AND 5), note VARCHAR, seconds_spent DOUBLE,
+            rated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (campaign_id, clip_key, annotator))""",
+    )),
+    Migration(6, "caption text index: terms and postings for fast free-text search", (
+        "CREATE TABLE caption_terms (term_id INTEGER PRIMARY KEY, term VARCHAR NOT NULL UNIQUE)",
+        "CREATE TABLE caption_postings (term_id INTEGER NOT NULL, clip_key INTEGER NOT NULL)",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

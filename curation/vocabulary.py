@@ -261,6 +261,19 @@ def domain_mix(view: VocabularyView, matrix: TagMatrix) -> pd.DataFrame:
     return pd.DataFrame(share, columns=list(matrix.domains), index=view.ranking["tag"])
 
 
+def ranking_table(view: VocabularyView, matrix: TagMatrix, k: int, query: str = "") -> pd.DataFrame:
+    """The Vocabulary page's table: rank, tag, score, df, in top K, merged members, domain mix; filtered by a
+    case-insensitive substring of the tag or of a member."""
+    table = view.ranking[["rank", "tag", "score", "df"]].copy()
+    table["in_top_k"] = table["rank"] <= k
+    table["members"] = [", ".join(view.members.get(tag, [])) for tag in table["tag"]]
+    table["domain_mix"] = describe_domain_mix(domain_mix(view, matrix))
+    if query:
+        table = table[table["tag"].str.contains(query, case=False, regex=False)
+                      | table["members"].str.contains(query, case=False, regex=False)]
+    return table
+
+
 def describe_domain_mix(shares: pd.DataFrame) -> list[str]:
     return [", ".join(f"{domain} {share:.0%}" for domain, share in row.items() if share > 0)
             for _, row in shares.iterrows()]

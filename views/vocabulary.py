@@ -6,7 +6,7 @@ import streamlit as st
 
 from curation.decisions import Decision, DecisionError, decision_log_frame, list_decisions, record_decision
 from curation.tag_details import tag_examples
-from curation.vocabulary import K_MARKS, describe_domain_mix, domain_mix
+from curation.vocabulary import K_MARKS, ranking_table
 from ui.db import db_cursor
 from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
 
@@ -46,17 +46,10 @@ def decide(decision: Decision, reason: str | None = None) -> None:
 tags_tab, suggestions_tab, k_tab, log_tab = st.tabs(["Tags", "Merge suggestions", "K explorer", "Decisions"])
 
 with tags_tab:
-    table = view.ranking.copy()
-    table["in_top_k"] = table["rank"] <= k
-    table["members"] = [", ".join(view.members.get(tag, [])) for tag in table["tag"]]
-    table["domain_mix"] = describe_domain_mix(domain_mix(view, matrix))
     query = st.text_input("Search tags", key="tag_search", placeholder="e.g. drum")
-    if query:
-        mask = table["tag"].str.contains(query, case=False, regex=False) | table["members"].str.contains(
-            query, case=False, regex=False)
-        table = table[mask]
+    table = ranking_table(view, matrix, k, query.strip())
     selection = st.dataframe(
-        table[["rank", "tag", "score", "df", "in_top_k", "members", "domain_mix"]], hide_index=True,
+        table, hide_index=True,
         width="stretch", height=380, on_select="rerun", selection_mode="multi-row", key="tag_table",
         column_config={"score": st.column_config.NumberColumn(format="%.1f")})
     from_table = table.iloc[selection.selection.rows]["tag"].tolist() if selection.selection.rows else []
