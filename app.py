@@ -17,6 +17,7 @@ pages = [
     st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("views/vocabulary.py", title="Vocabulary", icon=":material/label:"),
     st.Page("views/tag_map.py", title="Tag map", icon=":material/scatter_plot:"),
+    st.Page("views/audit.py", title="Audit", icon=":material/hearing:"),
 ]
 navigation = st.navigation(pages)
 

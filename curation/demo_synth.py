@@ -1267,3 +1267,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+_CONCEPT_OF_SURFACE = {surface: concept for concept, forms in _TAG_VARIANTS.items() for surface in forms}
+
+
+def concept_of_tag(tag: str) -> str | None:
+    """The demo concept a surface tag stands for (``"hihat"`` -> ``"hi-hat"``); None for filler words.
+
+    Lets a simulated annotator judge a tag against a clip's ``true_tags`` the way a listener would.
+    """
+    return _CONCEPT_OF_SURFACE.get(tag)
