@@ -18,6 +18,7 @@ pages = [
     st.Page("views/vocabulary.py", title="Vocabulary", icon=":material/label:"),
     st.Page("views/tag_map.py", title="Tag map", icon=":material/scatter_plot:"),
     st.Page("views/audit.py", title="Audit", icon=":material/hearing:"),
+    st.Page("views/audit_dashboard.py", title="Captioner bias", icon=":material/insights:"),
 ]
 navigation = st.navigation(pages)
 

@@ -86,6 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--rank-by", choices=("tfidf", "df"), default="tfidf")
     export.add_argument("--by", help="who exports (stored with the export record)")
 
+    audit = commands.add_parser("audit", help="captioner audit campaigns")
+    audit_actions = audit.add_subparsers(dest="audit_action", required=True)
+    create = audit_actions.add_parser("create", help="a listening campaign with a stratified, seeded sample")
+    _db_argument(create)
+    create.add_argument("name")
+    create.add_argument("--size", type=int, required=True, help="clips to sample")
+    create.add_argument("--annotators", type=int, default=2, help="annotators per clip (default 2)")
+    create.add_argument("--seed", type=int, default=0)
+    create.add_argument("--by", required=True, help="who creates it")
+    reference = audit_actions.add_parser(
+        "import-reference", help="automatic verdicts from reference labels (CSV: ytid, start_s, "
+                                 "audioset_label_ids, gama_caption) and the AudioSet ontology")
+    _db_argument(reference)
+    reference.add_argument("csv")
+    reference.add_argument("--ontology", required=True, help="AudioSet ontology.json")
+    reference.add_argument("--captioner", required=True, help="name of the model that wrote the captions")
+    reference.add_argument("--name", required=True, help="campaign name")
+    report = audit_actions.add_parser("report", help="per-tag precision with Wilson intervals, as JSON")
+    _db_argument(report)
+    report.add_argument("--campaign", required=True, help="campaign name")
+    report.add_argument("--min-judged", type=int, default=1)
+
     stats = commands.add_parser("stats", help="corpus counts")
     _db_argument(stats)
     stats.add_argument("--json", action="store_true", help="print JSON")
@@ -177,6 +199,8 @@ def _run(args: argparse.Namespace) -> int:
             con.close()
         print(json.dumps(record.as_dict(), indent=2))
         return 0
+    if args.command == "audit":
+        return _run_audit(args, store)
     if args.command == "stats":
         con = store.connect(args.db, read_only=store.resolve_db_path(args.db).exists())
         try:
@@ -192,3 +216,29 @@ def _run(args: argparse.Namespace) -> int:
             print("sources: " + ", ".join(f"{k} {v:,}" for k, v in stats["sources"].items()))
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # argparse restricts the choices
+
+
+def _run_audit(args: argparse.Namespace, store) -> int:
+    con = store.connect(args.db)
+    try:
+        if args.audit_action == "create":
+            from curation.audit import create_campaign
+
+            campaign_id = create_campaign(con, args.name, sample_size=args.size, by=args.by,
+                                          annotators_per_clip=args.annotators, seed=args.seed)
+            print(f"campaign #{campaign_id} {args.name!r}: {args.size} clips x {args.annotators} annotators")
+        elif args.audit_action == "import-reference":
+            from curation.reference_audit import import_reference_audit
+
+            summary = import_reference_audit(con, Path(args.csv), Path(args.ontology), captioner=args.captioner,
+                                             name=args.name)
+            print(json.dumps(summary.__dict__))
+        else:
+            from curation.audit_report import campaign_report
+
+            report = campaign_report(con, args.campaign)
+            table = report.precision[report.precision["judged"] >= args.min_judged]
+            print(table.to_json(orient="records"))
+    finally:
+        con.close()
+    return 0

@@ -162,3 +162,24 @@ def caption_comparison_rows(con: duckdb.DuckDBPyConnection, clip_ids: list[str] 
 def clip_keys_of(con: duckdb.DuckDBPyConnection, clip_ids: list[str]) -> dict[str, int]:
     return dict(con.execute("SELECT clip_id, clip_key FROM clips WHERE clip_id IN (SELECT unnest(?))",
                             [clip_ids]).fetchall())
+
+
+def insert_reference_campaign(con: duckdb.DuckDBPyConnection, *, name: str, by: str, annotator: str, design: dict,
+                              slots: pd.DataFrame, verdicts: pd.DataFrame, missed: pd.DataFrame) -> int:
+    """A campaign judged by reference labels: one slot per clip, already claimed and submitted."""
+    campaign_id = insert_campaign(con, name=name, by=by, sample_size=len(slots), annotators_per_clip=1, seed=0,
+                                  design=design, kind="reference", slots=slots)
+    now = _now()
+    con.execute("UPDATE audit_slots SET annotator = ?, claimed_at = ?, submitted_at = ? WHERE campaign_id = ?",
+                [annotator, now, now, campaign_id])
+    for table, frame, columns in (("audit_verdicts", verdicts, "clip_key, ?, tag, verdict, ?"),
+                                  ("audit_added_tags", missed, "clip_key, ?, tag, ?")):
+        if frame.empty:
+            continue
+        con.register("reference_rows", pa.Table.from_pandas(frame, preserve_index=False))
+        try:
+            con.execute(f"INSERT INTO {table} SELECT ?, {columns} FROM reference_rows",
+                        [campaign_id, annotator, now])
+        finally:
+            con.unregister("reference_rows")
+    return campaign_id

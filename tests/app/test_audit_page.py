@@ -48,3 +48,31 @@ def test_campaign_judge_and_next(corpus_db, monkeypatch):
     verdicts = store_audit.verdict_frame(con)
     con.close()
     assert len(verdicts) == 2 and set(verdicts["verdict"]) == {"correct"} and set(verdicts["annotator"]) == {"bo"}
+
+
+def test_bias_dashboard_renders_and_prunes_from_a_tag(corpus_db, monkeypatch):
+    from curation.audit import create_campaign, next_item, submit
+    from curation.decisions import list_decisions
+
+    con = store.connect(corpus_db)
+    campaign = create_campaign(con, "pilot", sample_size=6, by="ana", annotators_per_clip=2)
+    for annotator in ("bo", "cy"):
+        while (item := next_item(con, campaign, annotator)) is not None:
+            submit(con, item, annotator, {t: ("wrong" if t == "music" else "correct") for t in item.tags},
+                   added=["rain"], rating=3)
+    con.close()
+    monkeypatch.setenv(store.DB_ENV_VAR, str(corpus_db))
+    monkeypatch.chdir(PROJECT)
+    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=60)
+    app.session_state["display_name"] = "ana"
+    app.switch_page("views/audit_dashboard.py")
+    app.run()
+    assert not app.exception, app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Slots submitted"] == "12 / 12" and metrics["Verdicts"] == str(2 * 6 * 2)
+    app.selectbox(key="dashboard_tag").set_value("music").run()
+    app.button(key="dashboard_prune").click().run()
+    assert not app.exception, app.exception
+    con = store.connect(corpus_db)
+    assert [(r.action, r.payload["tags"]) for r in list_decisions(con)] == [("prune", ["music"])]
+    con.close()
