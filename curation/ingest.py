@@ -88,7 +88,7 @@ def ingest_path(con: duckdb.DuckDBPyConnection, path: Path | str, *, audio_root:
         base = path if fmt == "audio_folder" else (audio_root or path.parent)
         audio_table, missing = _resolve_audio(store.staged_audio_refs(con), base, unreadable_audio)
         with store.transaction(con):
-            ingest_id = store.begin_ingest(con, str(path), fmt, on_bad_row)
+            ingest_id = store.begin_ingest(con, str(path), fmt, on_bad_row, audio_root=str(base))
             counts = store.write_staging(con, ingest_id, audio_table, extractor, captioner)
             store.record_bad_rows(con, ingest_id, [(err.line, err.field, err.reason) for err in bad_rows])
             store.record_missing_audio(con, ingest_id, pa.table({

@@ -115,6 +115,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE TABLE caption_terms (term_id INTEGER PRIMARY KEY, term VARCHAR NOT NULL UNIQUE)",
         "CREATE TABLE caption_postings (term_id INTEGER NOT NULL, clip_key INTEGER NOT NULL)",
     )),
+    Migration(7, "the folder each ingest resolved audio against (the default audio roots the app may serve)", (
+        "ALTER TABLE ingests ADD COLUMN audio_root VARCHAR",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -304,11 +307,17 @@ def staged_audio_refs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | N
     return con.execute("SELECT clip_id, audio_ref, source FROM staging").fetchall()
 
 
-def begin_ingest(con: duckdb.DuckDBPyConnection, path: str, fmt: str, on_bad_row: str) -> int:
+def begin_ingest(con: duckdb.DuckDBPyConnection, path: str, fmt: str, on_bad_row: str,
+                 audio_root: str | None = None) -> int:
     ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchall()[0][0]
-    con.execute("INSERT INTO ingests (ingest_id, path, format, on_bad_row, started_at) VALUES (?, ?, ?, ?, ?)",
-                [ingest_id, path, fmt, on_bad_row, _now()])
+    con.execute("INSERT INTO ingests (ingest_id, path, format, on_bad_row, started_at, audio_root) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [ingest_id, path, fmt, on_bad_row, _now(), audio_root])
     return ingest_id
+
+
+def ingest_audio_roots(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [row[0] for row in con.execute(
+        "SELECT DISTINCT audio_root FROM ingests WHERE audio_root IS NOT NULL ORDER BY 1").fetchall()]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ caption produced (correct / wrong / can't tell), add what is missing, and rate t
 import streamlit as st
 
 from curation.audit import AuditError, campaign_table, create_campaign, next_item, submit
+from ui.audio import play_clip
 from ui.db import db_cursor
 from ui.state import flash, require_name, show_flash
 
@@ -54,7 +55,7 @@ if item is None:
 st.subheader(f"Clip {item.clip_id}")
 st.caption(f"{item.domain or 'unknown domain'} · {item.source or 'unknown source'} · slot {item.slot}")
 if item.audio_path:
-    st.audio(item.audio_path)
+    play_clip(item.audio_path, picture=True)
 else:
     st.warning("This clip's audio was not found at ingest: judge from the captions only, or answer can't tell.")
 left, right = st.columns(2)

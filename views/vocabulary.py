@@ -7,6 +7,7 @@ import streamlit as st
 from curation.decisions import Decision, DecisionError, decision_log_frame, list_decisions, record_decision
 from curation.tag_details import tag_examples
 from curation.vocabulary import K_MARKS, ranking_table
+from ui.audio import play_clip
 from ui.db import db_cursor
 from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
 
@@ -77,7 +78,7 @@ with tags_tab:
                 st.caption(f"{example.clip_id} · raw tags: {', '.join(example.raw_tags)}")
                 st.html(f"<div style='font-size:0.9rem'>{example.caption_html}</div>")
                 if example.audio_path:
-                    st.audio(example.audio_path)
+                    play_clip(example.audio_path)
     if view.pruned:
         with st.expander(f"Pruned tags ({len(view.pruned)})"):
             restore = st.multiselect("Restore", view.pruned, key="restore_choice")
