@@ -15,6 +15,7 @@ st.set_page_config(page_title="UTS Studio", layout="wide")
 
 pages = [
     st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("views/browse.py", title="Browse", icon=":material/library_music:"),
     st.Page("views/vocabulary.py", title="Vocabulary", icon=":material/label:"),
     st.Page("views/tag_map.py", title="Tag map", icon=":material/scatter_plot:"),
     st.Page("views/audit.py", title="Audit", icon=":material/hearing:"),

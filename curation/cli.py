@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--campaign", required=True, help="campaign name")
     report.add_argument("--min-judged", type=int, default=1)
 
+    index = commands.add_parser("index-captions", help="(re)build the caption text index used by Browse search")
+    _db_argument(index)
+
     stats = commands.add_parser("stats", help="corpus counts")
     _db_argument(stats)
     stats.add_argument("--json", action="store_true", help="print JSON")
@@ -201,6 +204,19 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "audit":
         return _run_audit(args, store)
+    if args.command == "index-captions":
+        import time
+
+        from curation.text_index import index_captions
+
+        con = store.connect(args.db)
+        try:
+            started = time.perf_counter()
+            index_captions(con)
+        finally:
+            con.close()
+        print(f"caption index rebuilt in {time.perf_counter() - started:.1f} s")
+        return 0
     if args.command == "stats":
         con = store.connect(args.db, read_only=store.resolve_db_path(args.db).exists())
         try:

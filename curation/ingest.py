@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 import duckdb
 import pyarrow as pa
 
-from curation import manifest, store
+from curation import manifest, store, text_index
 from curation.errors import ManifestError, UsageError
 from curation.manifest import ClipRecord
 
@@ -90,6 +90,7 @@ def ingest_path(con: duckdb.DuckDBPyConnection, path: Path | str, *, audio_root:
         with store.transaction(con):
             ingest_id = store.begin_ingest(con, str(path), fmt, on_bad_row, audio_root=str(base))
             counts = store.write_staging(con, ingest_id, audio_table, extractor, captioner)
+            text_index.index_ingest(con, ingest_id)  # searchable as soon as ingested, in the same transaction
             store.record_bad_rows(con, ingest_id, [(err.line, err.field, err.reason) for err in bad_rows])
             store.record_missing_audio(con, ingest_id, pa.table({
                 "clip_id": pa.array([m[0] for m in missing], pa.string()),

@@ -58,3 +58,16 @@ def tag_examples(con: duckdb.DuckDBPyConnection, canonical_tag: str, state: Cura
                        caption_html=highlight(row["caption"] or "", forms),
                        audio_path=row["audio_path"] if row["audio_ok"] else None,
                        raw_tags=tuple(row["raw_tags"] or ())) for row in rows]
+
+
+def tag_chips_html(raw_tags: tuple[str, ...] | list[str], state: CurationState) -> str:
+    """Raw tags as chips, each with its canonical form when a merge changed it; every text escaped."""
+    chips = []
+    for tag in raw_tags:
+        canonical = state.canonical(tag)
+        label = html.escape(tag) if canonical == tag else f"{html.escape(tag)} &rarr; {html.escape(canonical)}"
+        pruned = canonical in state.pruned
+        style = ("background:#eee;color:#999;text-decoration:line-through" if pruned else "background:#e8f0fe")
+        chips.append(f"<span style='{style};border-radius:10px;padding:1px 8px;margin:2px;"
+                     f"display:inline-block;font-size:0.8rem'>{label}</span>")
+    return "".join(chips)

@@ -1,0 +1,77 @@
+"""The Browse page under AppTest: filters narrow the clips, audio plays from the roots, a per-clip tag edit."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+from streamlit.testing.v1 import AppTest
+
+from curation import store
+from curation.decisions import list_decisions
+from curation.ingest import ingest_path
+from helpers import PROJECT, make_cut, write_jsonl
+
+
+@pytest.fixture
+def corpus_db(db_path, tmp_path):
+    root = tmp_path / "corpus"
+    (root / "audio").mkdir(parents=True)
+    for i in range(5):
+        soundfile.write(root / "audio" / f"c{i}.wav", np.zeros(8000, dtype=np.float32), 16000)
+    cuts = [make_cut("c0", tags=("dog", "bark"), caption="A dog barks twice. In summary, a dog.", source="audio/c0.wav",
+                     domain="environment"),
+            make_cut("c1", tags=("music", "piano"), caption="A piano plays. In summary, calm music.",
+                     source="audio/c1.wav", domain="music"),
+            make_cut("c2", tags=("speech", "male"), caption="<img src=x onerror=alert(1)> A man talks.",
+                     source="audio/c2.wav", domain="speech"),
+            make_cut("c3", tags=("dog",), caption="Dogs and birds outside.", source="audio/c3.wav",
+                     domain="environment"),
+            make_cut("c4", tags=("rain",), caption="Rain falls 100% of the time; 'quoted' _text_.",
+                     source="audio/c4.wav", domain="environment")]
+    con = store.connect(db_path)
+    ingest_path(con, write_jsonl(root / "cuts.jsonl", cuts))
+    con.close()
+    return db_path
+
+
+def _browse(db_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv(store.DB_ENV_VAR, str(db_path))
+    monkeypatch.chdir(PROJECT)
+    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=60)
+    app.session_state["display_name"] = "ana"
+    app.switch_page("views/browse.py")
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _shown(app) -> list[str]:
+    return [m.value.strip("*") for m in app.markdown if m.value.startswith("**c")]
+
+
+def test_filters_and_audio(corpus_db, monkeypatch):
+    app = _browse(corpus_db, monkeypatch)
+    assert _shown(app) == ["c0", "c1", "c2", "c3", "c4"]
+    assert len(app.get("audio")) == 5
+    app.text_input(key="browse_text").set_value("dog").run()
+    assert _shown(app) == ["c0"]  # "Dogs" in c3 is another word
+    app.text_input(key="browse_text").set_value("").run()
+    app.multiselect(key="browse_domains").set_value(["environment"]).run()
+    assert _shown(app) == ["c0", "c3", "c4"]
+    app.multiselect(key="browse_tags").set_value(["dog"]).run()
+    assert _shown(app) == ["c0", "c3"]
+    app.text_input(key="browse_text").set_value("100% 'quoted' _text_").run()
+    assert not app.exception, app.exception
+    assert _shown(app) == []  # c4 is not tagged dog
+    app.multiselect(key="browse_tags").set_value([]).run()
+    assert _shown(app) == ["c4"]  # SQL metacharacters are literal text
+
+
+def test_add_a_tag_to_one_clip(corpus_db, monkeypatch):
+    app = _browse(corpus_db, monkeypatch)
+    app.text_input(key="add_1").set_value("calm").run()
+    app.button(key="add_button_1").click().run()
+    assert not app.exception, app.exception
+    con = store.connect(corpus_db)
+    assert [(r.action, r.payload) for r in list_decisions(con)] == [("clip_add", {"clip_id": "c0", "tag": "calm"})]
+    con.close()

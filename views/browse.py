@@ -1,0 +1,94 @@
+"""Browse: page through clips with combined filters; listen, see the waveform and spectrogram, read the
+generated caption with its tags highlighted beside the original captions, and add or remove a tag on a clip."""
+import streamlit as st
+
+from curation import store
+from curation.browse import BrowseError, BrowseFilters, browse_page
+from curation.decisions import Decision, DecisionError, record_decision
+from curation.tag_details import highlight, surface_forms, tag_chips_html
+from ui.audio import play_clip
+from ui.db import db_cursor
+from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
+
+PAGE_SIZE = 20
+
+st.title("Browse clips")
+show_flash()
+matrix, state, view = vocabulary_view(st.session_state.get("rank_by") or "tfidf")
+
+with st.container(border=True):
+    text = st.text_input("Caption text", key="browse_text", placeholder='e.g. dog barking, or "exact phrase"')
+    c1, c2, c3 = st.columns([3, 1, 2])
+    tags = c1.multiselect("Canonical tags", view.ranking["tag"].tolist(), key="browse_tags")
+    mode = c2.radio("Match", ["any", "all"], horizontal=True, key="browse_mode")
+    raw_tag = c3.selectbox("Raw tag", store.raw_tag_texts(db_cursor()), index=None, key="browse_raw",
+                           placeholder="any")
+    c4, c5, c6 = st.columns(3)
+    domains = c4.multiselect("Domain", list(matrix.domains), key="browse_domains")
+    sources = c5.multiselect("Source dataset", list(matrix.sources), key="browse_sources")
+    audited = c6.radio("Audited", ["either", "yes", "no"], horizontal=True, key="browse_audited")
+    c7, c8 = st.columns(2)
+    durations = c7.slider("Duration (s)", 0.0, 60.0, (0.0, 60.0), key="browse_duration")
+    k = selected_k(len(view.ranking))
+    lost_only = c8.checkbox(f"Only clips that keep no tag at K={k:,}", key="browse_no_tag")
+    show_pictures = c8.toggle("Show waveforms and spectrograms", key="browse_pictures")
+
+filters = BrowseFilters(
+    canonical_tags=tuple(tags), tag_mode=mode, raw_tag=raw_tag, domains=tuple(domains), sources=tuple(sources),
+    min_duration_s=durations[0] if durations[0] > 0 else None,
+    max_duration_s=durations[1] if durations[1] < 60 else None, text=text.strip(),
+    no_tag_at_k=k if lost_only else None, audited={"yes": True, "no": False}.get(audited))
+
+# Keyset pagination: a stack of the clip keys each page starts after, reset whenever the filters change.
+if st.session_state.get("browse_filters") != filters:
+    st.session_state["browse_filters"] = filters
+    st.session_state["browse_starts"] = [None]
+starts = st.session_state["browse_starts"]
+try:
+    page = browse_page(db_cursor(), filters, view=view, state=state, after_clip_key=starts[-1], limit=PAGE_SIZE)
+except BrowseError as exc:
+    st.error(str(exc))
+    st.stop()
+
+st.caption(f"Page {len(starts)} · {len(page.rows)} clips" + (" · more follow" if page.has_more else ""))
+for row in page.rows:
+    with st.container(border=True):
+        st.markdown(f"**{row.clip_id}**")
+        st.caption(f"{row.domain or 'unknown domain'} · {row.source or 'unknown source'} · "
+                   f"{row.duration_s or 0:.1f} s")
+        left, right = st.columns([3, 2])
+        with left:
+            play_clip(row.audio_path if row.audio_ok else None, picture=show_pictures)
+            forms = [form for tag in row.canonical_tags for form in surface_forms(tag, view.members.get(tag, []))]
+            st.html(f"<div style='font-size:0.9rem'>{highlight(row.caption or '', forms)}</div>")
+            st.html(tag_chips_html(row.raw_tags, state))
+        with right:
+            st.markdown("**Original captions**")
+            for original in row.original_captions or ("(none)",):
+                st.text(original)
+            with st.popover("Edit this clip's tags"):
+                new_tag = st.text_input("Add a tag", key=f"add_{row.clip_key}")
+                if st.button("Add", key=f"add_button_{row.clip_key}", disabled=not new_tag.strip()):
+                    decision = Decision.clip_add(row.clip_id, new_tag.strip().lower())
+                else:
+                    decision = None
+                gone = st.selectbox("Remove a tag", row.canonical_tags, index=None, key=f"remove_{row.clip_key}")
+                if st.button("Remove", key=f"remove_button_{row.clip_key}", disabled=gone is None):
+                    decision = Decision.clip_remove(row.clip_id, gone)
+                if decision is not None:
+                    name = require_name()
+                    if name:
+                        try:
+                            record = record_decision(db_cursor(), decision, by=name)
+                            flash(f"Decision #{record.decision_id}: {record.describe()}")
+                            st.rerun()
+                        except DecisionError as exc:
+                            st.error(str(exc))
+
+previous, following = st.columns(2)
+if previous.button("Previous page", disabled=len(starts) == 1, key="browse_previous"):
+    starts.pop()
+    st.rerun()
+if following.button("Next page", disabled=not page.has_more, key="browse_next"):
+    starts.append(page.next_after)
+    st.rerun()
