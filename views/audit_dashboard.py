@@ -62,6 +62,10 @@ if tag:
                 st.rerun()
             except DecisionError as exc:
                 st.error(str(exc))
+    if clips_col.button(f"Open the clips tagged {tag!r} in Browse", key="dashboard_open_clips"):
+        st.session_state["browse_tags"] = [tag]
+        st.session_state["browse_audited"] = "yes"
+        st.switch_page("views/browse.py")
     wrong = tag_clip_ids(report, tag, "wrong")
     clips_col.write(f"{len(wrong)} audited clips judged **wrong** for `{tag}`")
     clips_col.dataframe({"clip_id": wrong}, hide_index=True, height=200, key="dashboard_tag_clips")

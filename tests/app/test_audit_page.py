@@ -76,3 +76,26 @@ def test_bias_dashboard_renders_and_prunes_from_a_tag(corpus_db, monkeypatch):
     con = store.connect(corpus_db)
     assert [(r.action, r.payload["tags"]) for r in list_decisions(con)] == [("prune", ["music"])]
     con.close()
+
+
+def test_open_a_tags_clips_in_browse(corpus_db, monkeypatch):
+    from curation.audit import create_campaign, next_item, submit
+
+    con = store.connect(corpus_db)
+    campaign = create_campaign(con, "pilot", sample_size=6, by="ana", annotators_per_clip=1)
+    while (item := next_item(con, campaign, "bo")) is not None:
+        submit(con, item, "bo", {t: "correct" for t in item.tags}, rating=3)
+    con.close()
+    monkeypatch.setenv(store.DB_ENV_VAR, str(corpus_db))
+    monkeypatch.chdir(PROJECT)
+    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=60)
+    app.session_state["display_name"] = "ana"
+    app.switch_page("views/audit_dashboard.py")
+    app.run()
+    app.slider(key="dashboard_min_judged").set_value(1).run()
+    app.selectbox(key="dashboard_tag").set_value("t1").run()
+    app.button(key="dashboard_open_clips").click().run()
+    assert not app.exception, app.exception
+    assert app.title[0].value == "Browse clips"
+    shown = [m.value.strip("*") for m in app.markdown if m.value.startswith("**c")]
+    assert shown == ["c1", "c4"]
