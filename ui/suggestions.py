@@ -9,7 +9,7 @@ from ui.db import db_cursor
 from ui.state import flash, require_name
 
 
-def render_suggestions(_decide=None, top: int = 50) -> None:
+def render_suggestions(top: int = 50) -> None:
     if not st.toggle("Show merge suggestions", key="show_suggestions",
                      help="Loads the text embedding model on first use (a few seconds)."):
         st.caption("Groups of tags that are likely one concept: surface variants, plurals and derivations, "

@@ -88,7 +88,7 @@ with tags_tab:
 with suggestions_tab:
     from ui.suggestions import render_prune_suggestions, render_suggestions
 
-    render_suggestions(decide)
+    render_suggestions()
     with st.expander("Prune suggestions"):
         render_prune_suggestions(k, decide)
 
