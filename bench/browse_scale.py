@@ -14,9 +14,7 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from ingest_scale import copy_of_bench_database  # noqa: E402 (bench/ is on sys.path when run as a script)
 from curation import store, store_browse, text_index  # noqa: E402
 from curation.browse import BrowseFilters, browse_page  # noqa: E402
 from curation.decisions import Decision, list_decisions, record_decision, replay  # noqa: E402
@@ -104,12 +103,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the copied database")
     args = parser.parse_args()
     workdir = Path(args.workdir)
-    source_db = workdir / "bench.duckdb"
-    if not source_db.exists():
-        subprocess.run([sys.executable, str(PROJECT / "bench" / "ingest_scale.py"), "--workdir", str(workdir)],
-                       check=True)
-    db = workdir / "browse_bench.duckdb"
-    shutil.copy(source_db, db)
+    db = copy_of_bench_database(workdir, "browse_bench.duckdb")
     con = store.connect(db)
     con.close()
     mb_before = _db_mb(db)
@@ -139,7 +133,7 @@ def main() -> None:
     view_s = time.perf_counter() - t0
 
     browse_page(con, BrowseFilters(text="w1"), view=view, state=state)  # warm-up: imports, first plans
-    timings, rows_seen, previous = [], [], None
+    timings, previous = [], None
     for label, filters, after in scenarios(view):
         if after == -1:
             after = previous.next_after if previous is not None and previous.has_more else None

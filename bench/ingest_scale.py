@@ -54,6 +54,18 @@ def write_manifest(path: Path, n_cuts: int, n_tags: int, seed: int) -> None:
     tmp.rename(path)
 
 
+def copy_of_bench_database(workdir: Path, name: str) -> Path:
+    """A fresh copy of this benchmark's ingested database (built first if missing), for benchmarks that write."""
+    import shutil
+
+    source_db = workdir / "bench.duckdb"
+    if not source_db.exists():
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--workdir", str(workdir)], check=True)
+    copy = workdir / name
+    shutil.copy(source_db, copy)
+    return copy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cuts", type=int, default=360_678)

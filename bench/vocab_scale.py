@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from ingest_scale import copy_of_bench_database  # noqa: E402 (bench/ is on sys.path when run as a script)
 from curation import store  # noqa: E402
 from curation.decisions import Decision, list_decisions, record_decision, replay  # noqa: E402
 from curation.vocabulary import compute_vocabulary, load_tag_matrix  # noqa: E402
@@ -35,12 +34,7 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=30)
     args = parser.parse_args()
     workdir = Path(args.workdir)
-    source_db = workdir / "bench.duckdb"
-    if not source_db.exists():
-        subprocess.run([sys.executable, str(PROJECT / "bench" / "ingest_scale.py"), "--workdir", str(workdir)],
-                       check=True)
-    db = workdir / "vocab_bench.duckdb"
-    shutil.copy(source_db, db)
+    db = copy_of_bench_database(workdir, "vocab_bench.duckdb")
     con = store.connect(db)
     t0 = time.perf_counter()
     matrix = load_tag_matrix(con)

@@ -19,7 +19,7 @@ import pandas as pd
 from curation import audit_stats, store_audit
 from curation.audit import AuditError
 from curation.decisions import list_decisions, replay
-from curation.vocabulary import compute_vocabulary, load_tag_matrix
+from curation.vocabulary import TagMatrix, compute_vocabulary, load_tag_matrix
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,11 @@ def family_z(n_tests: int, family_alpha: float = 0.05) -> float:
     return float(norm.ppf(1 - family_alpha / (2 * max(n_tests, 1))))
 
 
-def campaign_report(con: duckdb.DuckDBPyConnection, campaign: str | int,
-                    clean_tags: list[str] | None = None) -> AuditReport:
+def campaign_report(con: duckdb.DuckDBPyConnection, campaign: str | int, clean_tags: list[str] | None = None,
+                    matrix: TagMatrix | None = None) -> AuditReport:
     """``clean_tags``: tags trusted as the reference level; by default the campaign's pooled precision over
-    all tags is the reference (a tag is flagged when its whole interval lies below the captioner's average)."""
+    all tags is the reference (a tag is flagged when its whole interval lies below the captioner's average).
+    ``matrix``: the corpus's tag matrix when the caller holds it already (the app caches it); else loaded."""
     campaigns = store_audit.campaigns(con)
     match = campaigns[(campaigns["name"] == campaign) | (campaigns["campaign_id"].astype(str) == str(campaign))]
     if match.empty:
@@ -67,7 +68,7 @@ def campaign_report(con: duckdb.DuckDBPyConnection, campaign: str | int,
                                          z=family_z(int((precision["judged"] > 0).sum())))
     clips = store_audit.audited_clip_attributes(con, campaign_id)
     state = replay(list_decisions(con))
-    view = compute_vocabulary(load_tag_matrix(con), state)
+    view = compute_vocabulary(matrix if matrix is not None else load_tag_matrix(con), state)
     tag_df = view.ranking[["tag", "df"]]
     rates = {
         "domain": audit_stats.hallucination_rate_by(verdicts, clips, by="domain"),

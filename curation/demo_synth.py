@@ -284,6 +284,11 @@ _CONCEPT_ORDER = (
 _CONCEPT_RANK = {c: i for i, c in enumerate(_CONCEPT_ORDER)}
 
 
+# Scene flags that each make one concept true.
+_FLAG_CONCEPTS = {"quiet_rain": "rain", "reverb": "reverb", "background_noise": "noise", "studio": "studio",
+                  "indoor": "indoor", "outdoor": "outdoor"}
+
+
 def _true_concepts(attrs: Mapping[str, Any]) -> list[str]:
     c: set[str] = set()
     env = attrs["env_sources"]
@@ -306,18 +311,7 @@ def _true_concepts(attrs: Mapping[str, Any]) -> list[str]:
             c.add("bark")
         if "clock" in env:
             c.add("tick")
-    if attrs["quiet_rain"]:
-        c.add("rain")
-    if attrs["reverb"]:
-        c.add("reverb")
-    if attrs["background_noise"]:
-        c.add("noise")
-    if attrs["studio"]:
-        c.add("studio")
-    if attrs["indoor"]:
-        c.add("indoor")
-    if attrs["outdoor"]:
-        c.add("outdoor")
+    c |= {concept for flag, concept in _FLAG_CONCEPTS.items() if attrs[flag]}
     if attrs["speaker"] == "child" or "bird" in env:
         c.add("high-pitched")
     if "hi-hat" in attrs["drum_parts"] or "bird" in env:

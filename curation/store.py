@@ -175,7 +175,7 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> int
                 for statement in migration.statements:
                     con.execute(statement)
                 con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                            [migration.version, migration.name, _now()])
+                            [migration.version, migration.name, now_utc()])
             current = migration.version
     return current
 
@@ -197,8 +197,18 @@ class transaction:
             self.con.execute("ROLLBACK")
 
 
-def _now() -> datetime:
+def now_utc() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# Per-clip subqueries shared by the store modules (``c`` is the clips row): a clip's first generated caption
+# (by captioner, then position), its original captions in order, and its distinct raw tags.
+FIRST_GENERATED_CAPTION_SQL = """(SELECT first(text ORDER BY captioner, position) FROM captions g
+                WHERE g.clip_key = c.clip_key AND g.kind = 'generated')"""
+ORIGINAL_CAPTIONS_SQL = """(SELECT list(text ORDER BY position) FROM captions o
+                WHERE o.clip_key = c.clip_key AND o.kind = 'original')"""
+RAW_TAGS_SQL = """(SELECT list(DISTINCT t.tag ORDER BY t.tag) FROM clip_tags ct JOIN tags t USING (tag_id)
+                WHERE ct.clip_key = c.clip_key)"""
 
 
 # ---------------------------------------------------------------------------------------------- ingest writes
@@ -311,7 +321,7 @@ def begin_ingest(con: duckdb.DuckDBPyConnection, path: str, fmt: str, on_bad_row
                  audio_root: str | None = None) -> int:
     ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchall()[0][0]
     con.execute("INSERT INTO ingests (ingest_id, path, format, on_bad_row, started_at, audio_root) "
-                "VALUES (?, ?, ?, ?, ?, ?)", [ingest_id, path, fmt, on_bad_row, _now(), audio_root])
+                "VALUES (?, ?, ?, ?, ?, ?)", [ingest_id, path, fmt, on_bad_row, now_utc(), audio_root])
     return ingest_id
 
 
@@ -419,7 +429,7 @@ def finish_ingest(con: duckdb.DuckDBPyConnection, ingest_id: int, counts: Staged
     con.execute("""
         UPDATE ingests SET finished_at = ?, clips = ?, captions = ?, tag_rows = ?, distinct_tags = ?,
                skipped_rows = ?, missing_audio = ?, seconds = ? WHERE ingest_id = ?""",
-                [_now(), counts.clips, counts.captions, counts.tag_rows, counts.distinct_tags, skipped_rows,
+                [now_utc(), counts.clips, counts.captions, counts.tag_rows, counts.distinct_tags, skipped_rows,
                  missing_audio, seconds, ingest_id])
 
 
@@ -447,7 +457,7 @@ def append_decision(con: duckdb.DuckDBPyConnection, action: str, payload_json: s
                     reason: str | None) -> int:
     decision_id = con.execute("SELECT coalesce(max(decision_id), 0) + 1 FROM decisions").fetchall()[0][0]
     con.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?)",
-                [decision_id, _now(), by, action, payload_json, reason])
+                [decision_id, now_utc(), by, action, payload_json, reason])
     return decision_id
 
 
@@ -470,15 +480,13 @@ def raw_tag_texts(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def clips_with_tags(con: duckdb.DuckDBPyConnection, tags: list[str], limit: int) -> list[dict]:
     """A few clips carrying any of these raw tags, with their first generated caption and all raw tags."""
-    result = con.execute("""
+    result = con.execute(f"""
         WITH hits AS (
             SELECT DISTINCT ct.clip_key FROM clip_tags ct JOIN tags t USING (tag_id)
             WHERE t.tag IN (SELECT unnest(?)) ORDER BY ct.clip_key LIMIT ?)
         SELECT c.clip_id, c.audio_path, c.audio_ok,
-               (SELECT first(text ORDER BY captioner, position) FROM captions g
-                WHERE g.clip_key = c.clip_key AND g.kind = 'generated') AS caption,
-               (SELECT list(DISTINCT t.tag ORDER BY t.tag) FROM clip_tags ct JOIN tags t USING (tag_id)
-                WHERE ct.clip_key = c.clip_key) AS raw_tags
+               {FIRST_GENERATED_CAPTION_SQL} AS caption,
+               {RAW_TAGS_SQL} AS raw_tags
         FROM clips c JOIN hits USING (clip_key) ORDER BY c.clip_key""", [tags, limit])
     names = [d[0] for d in result.description]
     return [dict(zip(names, row)) for row in result.fetchall()]
@@ -507,12 +515,10 @@ def corpus_version(con: duckdb.DuckDBPyConnection) -> tuple:
 
 def export_clip_rows(con: duckdb.DuckDBPyConnection):
     """Every clip with what a Lhotse cut needs, in clip_key order (streamed in chunks)."""
-    result = con.execute("""
+    result = con.execute(f"""
         SELECT c.clip_id, c.audio_path, c.source, c.domain, c.duration_s, c.sample_rate_hz,
-               (SELECT first(text ORDER BY captioner, position) FROM captions g
-                WHERE g.clip_key = c.clip_key AND g.kind = 'generated') AS caption,
-               (SELECT list(text ORDER BY position) FROM captions o
-                WHERE o.clip_key = c.clip_key AND o.kind = 'original') AS originals
+               {FIRST_GENERATED_CAPTION_SQL} AS caption,
+               {ORIGINAL_CAPTIONS_SQL} AS originals
         FROM clips c ORDER BY c.clip_key""")
     names = [d[0] for d in result.description]
     while True:
@@ -527,7 +533,7 @@ def record_export(con: duckdb.DuckDBPyConnection, *, by: str | None, k: int, ran
                   content_hash: str, out_dir: str, vocabulary_size: int, clips_kept: int, clips_dropped: int) -> int:
     export_id = con.execute("SELECT coalesce(max(export_id), 0) + 1 FROM exports").fetchall()[0][0]
     con.execute("INSERT INTO exports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [export_id, _now(), by, k, rank_by, last_decision_id, content_hash, out_dir, vocabulary_size,
+                [export_id, now_utc(), by, k, rank_by, last_decision_id, content_hash, out_dir, vocabulary_size,
                  clips_kept, clips_dropped])
     return export_id
 
@@ -560,7 +566,7 @@ def store_embeddings(con: duckdb.DuckDBPyConnection, model: str, tags: list[str]
 def record_suggestion_verdict(con: duckdb.DuckDBPyConnection, group_key: str, verdict: str, by: str,
                               members: list[str], canonical: str | None) -> None:
     con.execute("INSERT INTO suggestion_verdicts VALUES (?, ?, ?, ?, ?, ?)",
-                [group_key, verdict, by, _now(), json.dumps(members), canonical])
+                [group_key, verdict, by, now_utc(), json.dumps(members), canonical])
 
 
 def rejected_suggestion_members(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
@@ -587,7 +593,7 @@ def store_projection(con: duckdb.DuckDBPyConnection, projection_key: str, model:
         con.execute("DELETE FROM tag_projections WHERE projection_key = ?", [projection_key])
         con.execute("INSERT INTO tag_projections SELECT ?, tag, x, y FROM new_projection", [projection_key])
         con.execute("INSERT OR REPLACE INTO projection_meta VALUES (?, ?, ?, ?, ?, ?)",
-                    [projection_key, model, json.dumps(params), len(tags), seconds, _now()])
+                    [projection_key, model, json.dumps(params), len(tags), seconds, now_utc()])
     finally:
         con.unregister("new_projection")
 

@@ -1,19 +1,16 @@
 """SQL of the captioner audit (campaigns, slots, verdicts); the schema itself is owned by curation/store.py.
 
-Place in the flow: audit (curation/audit.py) -> here -> DuckDB. Example: ``campaign_rows(con)``.
+Place in the flow: audit (curation/audit.py) -> here -> DuckDB. Example: ``campaigns(con)``.
 """
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+from curation.store import FIRST_GENERATED_CAPTION_SQL, ORIGINAL_CAPTIONS_SQL, RAW_TAGS_SQL, now_utc
 
 
 def sampling_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -29,7 +26,7 @@ def insert_campaign(con: duckdb.DuckDBPyConnection, *, name: str, by: str, sampl
     """slots: position, clip_key, stratum (one row per sampled clip; a row per annotator slot is made here)."""
     campaign_id = con.execute("SELECT coalesce(max(campaign_id), 0) + 1 FROM audit_campaigns").fetchall()[0][0]
     con.execute("INSERT INTO audit_campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [campaign_id, name, _now(), by, sample_size, annotators_per_clip, seed, json.dumps(design), kind])
+                [campaign_id, name, now_utc(), by, sample_size, annotators_per_clip, seed, json.dumps(design), kind])
     con.register("new_slots", pa.Table.from_pandas(slots, preserve_index=False))
     try:
         con.execute("""
@@ -75,7 +72,7 @@ def claim_free_slot(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator:
     clip_key, slot = rows[0]
     con.execute("""UPDATE audit_slots SET annotator = ?, claimed_at = ?
                    WHERE campaign_id = ? AND clip_key = ? AND slot = ? AND annotator IS NULL""",
-                [annotator, _now(), campaign_id, clip_key, slot])
+                [annotator, now_utc(), campaign_id, clip_key, slot])
     return clip_key, slot
 
 
@@ -87,7 +84,7 @@ def slot_holder(con: duckdb.DuckDBPyConnection, campaign_id: int, clip_key: int,
 def write_submission(con: duckdb.DuckDBPyConnection, *, campaign_id: int, clip_key: int, slot: int,
                      annotator: str, verdicts: dict[str, str], added: list[str], rating: int | None,
                      note: str | None, seconds_spent: float | None) -> None:
-    now = _now()
+    now = now_utc()
     if verdicts:
         con.executemany("INSERT INTO audit_verdicts VALUES (?, ?, ?, ?, ?, ?)",
                         [(campaign_id, clip_key, annotator, tag, verdict, now) for tag, verdict in verdicts.items()])
@@ -101,14 +98,11 @@ def write_submission(con: duckdb.DuckDBPyConnection, *, campaign_id: int, clip_k
 
 
 def clip_for_audit(con: duckdb.DuckDBPyConnection, clip_key: int) -> dict:
-    result = con.execute("""
+    result = con.execute(f"""
         SELECT c.clip_key, c.clip_id, c.domain, c.source, c.audio_path, c.audio_ok, c.duration_s,
-               (SELECT first(text ORDER BY captioner, position) FROM captions g
-                WHERE g.clip_key = c.clip_key AND g.kind = 'generated') AS caption,
-               (SELECT list(text ORDER BY position) FROM captions o
-                WHERE o.clip_key = c.clip_key AND o.kind = 'original') AS originals,
-               (SELECT list(DISTINCT t.tag ORDER BY t.tag) FROM clip_tags ct JOIN tags t USING (tag_id)
-                WHERE ct.clip_key = c.clip_key) AS raw_tags
+               {FIRST_GENERATED_CAPTION_SQL} AS caption,
+               {ORIGINAL_CAPTIONS_SQL} AS originals,
+               {RAW_TAGS_SQL} AS raw_tags
         FROM clips c WHERE c.clip_key = ?""", [clip_key])
     names = [d[0] for d in result.description]
     return dict(zip(names, result.fetchall()[0]))
@@ -150,12 +144,9 @@ def caption_comparison_rows(con: duckdb.DuckDBPyConnection, clip_ids: list[str] 
         filter_sql, params = "WHERE c.clip_id IN (SELECT unnest(?))", [clip_ids]
     return con.execute(f"""
         SELECT c.clip_id, coalesce(c.domain, 'unknown') AS domain,
-               (SELECT first(text ORDER BY captioner, position) FROM captions g
-                WHERE g.clip_key = c.clip_key AND g.kind = 'generated') AS generated_caption,
-               coalesce((SELECT list(text ORDER BY position) FROM captions o
-                WHERE o.clip_key = c.clip_key AND o.kind = 'original'), []) AS original_captions,
-               (SELECT list(DISTINCT t.tag) FROM clip_tags ct JOIN tags t USING (tag_id)
-                WHERE ct.clip_key = c.clip_key) AS raw_tags
+               {FIRST_GENERATED_CAPTION_SQL} AS generated_caption,
+               coalesce({ORIGINAL_CAPTIONS_SQL}, []) AS original_captions,
+               {RAW_TAGS_SQL} AS raw_tags
         FROM clips c {filter_sql}""", params).df()
 
 
@@ -169,7 +160,7 @@ def insert_reference_campaign(con: duckdb.DuckDBPyConnection, *, name: str, by: 
     """A campaign judged by reference labels: one slot per clip, already claimed and submitted."""
     campaign_id = insert_campaign(con, name=name, by=by, sample_size=len(slots), annotators_per_clip=1, seed=0,
                                   design=design, kind="reference", slots=slots)
-    now = _now()
+    now = now_utc()
     con.execute("UPDATE audit_slots SET annotator = ?, claimed_at = ?, submitted_at = ? WHERE campaign_id = ?",
                 [annotator, now, now, campaign_id])
     for table, frame, columns in (("audit_verdicts", verdicts, "clip_key, ?, tag, verdict, ?"),

@@ -51,7 +51,7 @@ from scipy import sparse
 from curation import store
 from curation.decisions import Decision, DecisionError, DecisionRecord, list_decisions, record_decision, replay
 from curation.embeddings import embed_tags, model_name
-from curation.vocabulary import VocabularyView, compute_vocabulary, load_tag_matrix
+from curation.vocabulary import TagMatrix, VocabularyView, compute_vocabulary, load_tag_matrix
 
 # --- relations, strongest first (a pair found by several rules keeps the first) -------------------------------
 SURFACE, REPEAT, PLURAL, TYPO, DERIVATION, CLIPPING, SEMANTIC = range(7)
@@ -148,12 +148,13 @@ class MergeSuggestion:
 
 # ---------------------------------------------------------------------------------------------- public API
 
-def suggest_merges(con: duckdb.DuckDBPyConnection, *, top: int | None = None,
-                   model_path: str | None = None) -> list[MergeSuggestion]:
-    """Groups of current canonical tags likely to be one concept, best first (score, then total df)."""
+def suggest_merges(con: duckdb.DuckDBPyConnection, *, top: int | None = None, model_path: str | None = None,
+                   matrix: TagMatrix | None = None) -> list[MergeSuggestion]:
+    """Groups of current canonical tags likely to be one concept, best first (score, then total df).
+    ``matrix``: the corpus's tag matrix when the caller holds it already (the app caches it); else loaded."""
     if top is not None and top < 0:
         raise ValueError(f"top={top}: expected a number of suggestions >= 0, or None for all")
-    matrix = load_tag_matrix(con)
+    matrix = matrix if matrix is not None else load_tag_matrix(con)
     view = compute_vocabulary(matrix, replay(list_decisions(con)), rank_by="df")
     texts = matrix.tag_texts
     candidates = _candidates(con, texts, model_path)
@@ -220,11 +221,12 @@ def _rare_tags(context: PruneContext) -> list[dict]:
 PRUNE_RULES: tuple[Callable[[PruneContext], list[dict]], ...] = (_rare_tags,)
 
 
-def suggest_prunes(con: duckdb.DuckDBPyConnection, *, k: int, min_df: int = 2) -> list[dict]:
+def suggest_prunes(con: duckdb.DuckDBPyConnection, *, k: int, min_df: int = 2,
+                   matrix: TagMatrix | None = None) -> list[dict]:
     """Tags worth pruning before an export at K: each {tag, df, rank, in_top_k, rule, reason}, top-K ones first."""
     if k < 1 or min_df < 1:
         raise ValueError(f"k={k}, min_df={min_df}: expected a vocabulary size >= 1 and a clip count >= 1")
-    view = compute_vocabulary(load_tag_matrix(con), replay(list_decisions(con)))
+    view = compute_vocabulary(matrix if matrix is not None else load_tag_matrix(con), replay(list_decisions(con)))
     context = PruneContext(con=con, view=view, k=k, min_df=min_df)
     proposals = [proposal for rule in PRUNE_RULES for proposal in rule(context)]
     return sorted(proposals, key=lambda p: (not p["in_top_k"], p["rank"]))

@@ -73,3 +73,21 @@ def table_snapshot(con) -> dict:
     return {name: list(store.iter_table_rows(con, name))
             for name in ("clips", "captions", "tags", "clip_tags", "ingests", "ingest_bad_rows",
                          "ingest_missing_audio")}
+
+
+def open_app_page(db_path: Path, monkeypatch, page: str | None = None, *, name: str | None = None,
+                  timeout_s: int = 120):
+    """app.py under Streamlit's AppTest on ``db_path``, switched to ``page`` (views/...), working as ``name``;
+    fails the test if the first run raised."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(store.DB_ENV_VAR, str(db_path))
+    monkeypatch.chdir(PROJECT)
+    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=timeout_s)
+    if name is not None:
+        app.session_state["display_name"] = name
+    if page is not None:
+        app.switch_page(page)
+    app.run()
+    assert not app.exception, app.exception
+    return app

@@ -1,7 +1,6 @@
 """Audio is served only from the configured roots; clip pictures are real PNGs of the audio."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest

@@ -6,7 +6,7 @@ import threading
 import pandas as pd
 import pytest
 
-from curation import store, store_audit
+from curation import store_audit
 from curation.audit import AuditError, create_campaign, next_item, stratified_sample, submit
 from curation.ingest import ingest_path
 from helpers import make_cut, write_jsonl

@@ -2,7 +2,6 @@
 dashboards flag every planted captioner bias and recover its rate within the reported 95% interval."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

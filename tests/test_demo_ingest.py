@@ -1,7 +1,6 @@
 """`python -m curation demo`: the corpus is ingested with its ground truth and declared captioner biases."""
 from __future__ import annotations
 
-import json
 
 from helpers import table_snapshot
 from curation import store

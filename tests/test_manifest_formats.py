@@ -1,7 +1,6 @@
 """Every manifest format parses into the same clips, captions and tags; the exact UTS record included."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pyarrow as pa

@@ -11,7 +11,7 @@ import pytest
 from helpers import PROJECT, make_cut, table_snapshot, write_jsonl
 from curation import store
 from curation.cli import main
-from curation.errors import SchemaVersionError, StoreBusyError
+from curation.errors import SchemaVersionError
 from curation.ingest import ingest_path
 
 

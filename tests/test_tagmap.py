@@ -1,7 +1,6 @@
 """The tag map: UMAP computed once and cached in DuckDB; decisions only change how points are drawn."""
 from __future__ import annotations
 
-from curation import store
 from curation.decisions import Decision, list_decisions, record_decision, replay
 from curation.ingest import ingest_path
 from curation.tagmap import neighbours_on_map, tag_map_frame, tag_projection

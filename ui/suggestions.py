@@ -6,7 +6,7 @@ import streamlit as st
 from curation.decisions import DecisionError
 from curation.suggestions import accept_suggestion, reject_suggestion, suggest_merges
 from ui.db import db_cursor
-from ui.state import flash, require_name
+from ui.state import flash, require_name, tag_matrix
 
 
 def render_suggestions(top: int = 50) -> None:
@@ -16,7 +16,7 @@ def render_suggestions(top: int = 50) -> None:
                    "and tags with the same meaning and the same company in the corpus.")
         return
     with st.spinner("Finding likely duplicates..."):
-        suggestions = suggest_merges(db_cursor(), top=top)
+        suggestions = suggest_merges(db_cursor(), top=top, matrix=tag_matrix())
     if not suggestions:
         st.success("No merge suggestions left.")
         return
@@ -65,7 +65,7 @@ def render_prune_suggestions(k: int, decide) -> None:
     from curation.suggestions import suggest_prunes
 
     min_df = st.number_input("A tag is too rare below this many clips", 1, 1000, 2, key="prune_min_df")
-    rows = suggest_prunes(db_cursor(), k=k, min_df=int(min_df))
+    rows = suggest_prunes(db_cursor(), k=k, min_df=int(min_df), matrix=tag_matrix())
     if not rows:
         st.success(f"No tag has fewer than {min_df} clips.")
         return

@@ -8,7 +8,7 @@ from curation.audit import AuditError, campaign_table
 from curation.audit_report import campaign_report, tag_clip_ids
 from curation.decisions import Decision, DecisionError, record_decision
 from ui.db import db_cursor
-from ui.state import flash, require_name, show_flash
+from ui.state import flash, require_name, show_flash, tag_matrix
 
 st.title("Captioner bias")
 show_flash()
@@ -20,7 +20,7 @@ if campaigns.empty:
 labels = dict(zip(campaigns["campaign_id"], campaigns["name"]))
 campaign_id = st.selectbox("Campaign", list(labels), format_func=labels.get, key="dashboard_campaign")
 try:
-    report = campaign_report(db_cursor(), int(campaign_id))
+    report = campaign_report(db_cursor(), int(campaign_id), matrix=tag_matrix())
 except AuditError as exc:
     st.error(str(exc))
     st.stop()

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from curation import store, store_audit
 from curation.ingest import ingest_path
-from helpers import PROJECT, make_cut, write_jsonl
+from helpers import make_cut, open_app_page, write_jsonl
 
 
 @pytest.fixture
@@ -20,13 +19,7 @@ def corpus_db(db_path, tmp_path):
 
 
 def test_campaign_judge_and_next(corpus_db, monkeypatch):
-    monkeypatch.setenv(store.DB_ENV_VAR, str(corpus_db))
-    monkeypatch.chdir(PROJECT)
-    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=60)
-    app.session_state["display_name"] = "bo"
-    app.switch_page("views/audit.py")
-    app.run()
-    assert not app.exception, app.exception
+    app = open_app_page(corpus_db, monkeypatch, "views/audit.py", name="bo")
     app.text_input(key="campaign_name").set_value("pilot")
     app.number_input(key="campaign_size").set_value(4)
     app.button[0].click().run()  # the form's submit button
@@ -61,13 +54,7 @@ def test_bias_dashboard_renders_and_prunes_from_a_tag(corpus_db, monkeypatch):
             submit(con, item, annotator, {t: ("wrong" if t == "music" else "correct") for t in item.tags},
                    added=["rain"], rating=3)
     con.close()
-    monkeypatch.setenv(store.DB_ENV_VAR, str(corpus_db))
-    monkeypatch.chdir(PROJECT)
-    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=60)
-    app.session_state["display_name"] = "ana"
-    app.switch_page("views/audit_dashboard.py")
-    app.run()
-    assert not app.exception, app.exception
+    app = open_app_page(corpus_db, monkeypatch, "views/audit_dashboard.py", name="ana")
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Slots submitted"] == "12 / 12" and metrics["Verdicts"] == str(2 * 6 * 2)
     app.selectbox(key="dashboard_tag").set_value("music").run()
@@ -86,12 +73,7 @@ def test_open_a_tags_clips_in_browse(corpus_db, monkeypatch):
     while (item := next_item(con, campaign, "bo")) is not None:
         submit(con, item, "bo", {t: "correct" for t in item.tags}, rating=3)
     con.close()
-    monkeypatch.setenv(store.DB_ENV_VAR, str(corpus_db))
-    monkeypatch.chdir(PROJECT)
-    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=60)
-    app.session_state["display_name"] = "ana"
-    app.switch_page("views/audit_dashboard.py")
-    app.run()
+    app = open_app_page(corpus_db, monkeypatch, "views/audit_dashboard.py", name="ana")
     app.slider(key="dashboard_min_judged").set_value(1).run()
     app.selectbox(key="dashboard_tag").set_value("t1").run()
     app.button(key="dashboard_open_clips").click().run()

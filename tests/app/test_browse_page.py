@@ -4,12 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile
-from streamlit.testing.v1 import AppTest
 
 from curation import store
 from curation.decisions import list_decisions
 from curation.ingest import ingest_path
-from helpers import PROJECT, make_cut, write_jsonl
+from helpers import make_cut, open_app_page, write_jsonl
 
 
 @pytest.fixture
@@ -34,15 +33,8 @@ def corpus_db(db_path, tmp_path):
     return db_path
 
 
-def _browse(db_path, monkeypatch) -> AppTest:
-    monkeypatch.setenv(store.DB_ENV_VAR, str(db_path))
-    monkeypatch.chdir(PROJECT)
-    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=60)
-    app.session_state["display_name"] = "ana"
-    app.switch_page("views/browse.py")
-    app.run()
-    assert not app.exception, app.exception
-    return app
+def _browse(db_path, monkeypatch):
+    return open_app_page(db_path, monkeypatch, "views/browse.py", name="ana")
 
 
 def _shown(app) -> list[str]:

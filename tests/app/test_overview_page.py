@@ -1,20 +1,14 @@
 """The Overview page under Streamlit's AppTest: renders any ingested corpus with its figures, and an empty one."""
 from __future__ import annotations
 
-from streamlit.testing.v1 import AppTest
 
-from helpers import PROJECT, make_cut, write_jsonl
+from helpers import make_cut, open_app_page, write_jsonl
 from curation import store
 from curation.ingest import ingest_path
 
 
-def _run_app(db_path, monkeypatch) -> AppTest:
-    monkeypatch.setenv(store.DB_ENV_VAR, str(db_path))
-    monkeypatch.chdir(PROJECT)
-    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=60)
-    app.run()
-    assert not app.exception, app.exception
-    return app
+def _run_app(db_path, monkeypatch):
+    return open_app_page(db_path, monkeypatch)
 
 
 def test_overview_shows_the_corpus_figures(db_path, tmp_path, monkeypatch):

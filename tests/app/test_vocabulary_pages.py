@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from curation import store
 from curation.decisions import list_decisions
 from curation.ingest import ingest_path
-from helpers import PROJECT, make_cut, write_jsonl
+from helpers import make_cut, open_app_page, write_jsonl
 
 CLIPS = {
     "c1": ("drum", "drums", "music"), "c2": ("drums", "hihat", "music"), "c3": ("speech", "male"),
@@ -23,18 +22,11 @@ def corpus_db(db_path, tmp_path):
     return db_path
 
 
-def _page(db_path, monkeypatch, page: str) -> AppTest:
-    monkeypatch.setenv(store.DB_ENV_VAR, str(db_path))
-    monkeypatch.chdir(PROJECT)
-    app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=120)
-    app.session_state["display_name"] = "ana"
-    app.switch_page(page)
-    app.run()
-    assert not app.exception, app.exception
-    return app
+def _page(db_path, monkeypatch, page: str):
+    return open_app_page(db_path, monkeypatch, page, name="ana")
 
 
-def _ranked_tags(app: AppTest) -> list[str]:
+def _ranked_tags(app) -> list[str]:
     return app.dataframe[0].value["tag"].tolist()
 
 
