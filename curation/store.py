@@ -118,6 +118,24 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "the folder each ingest resolved audio against (the default audio roots the app may serve)", (
         "ALTER TABLE ingests ADD COLUMN audio_root VARCHAR",
     )),
+    Migration(8, "tagging and captioning jobs: job log, per-clip attempts (resumable), prompt hash on tag rows", (
+        """CREATE TABLE extraction_jobs (
+            job_id INTEGER PRIMARY KEY, task VARCHAR NOT NULL CHECK (task IN ('tags', 'captions')),
+            backend VARCHAR NOT NULL, model VARCHAR, producer VARCHAR NOT NULL, prompt_hash VARCHAR NOT NULL,
+            settings JSON NOT NULL, started_by VARCHAR, started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ,
+            status VARCHAR NOT NULL, planned INTEGER, done INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0, tag_rows INTEGER NOT NULL DEFAULT 0,
+            seconds DOUBLE, message VARCHAR)""",
+        # The last attempt per (clip, task, producer, prompt): a success is never redone unless forced; a
+        # failure keeps the raw answer so that a person can see what the model said.
+        """CREATE TABLE extraction_attempts (
+            clip_key INTEGER NOT NULL, task VARCHAR NOT NULL, producer VARCHAR NOT NULL, prompt_hash VARCHAR NOT NULL,
+            job_id INTEGER NOT NULL, ok BOOLEAN NOT NULL, n_outputs INTEGER NOT NULL, raw_answer VARCHAR,
+            error VARCHAR, attempted_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (clip_key, task, producer, prompt_hash))""",
+        "ALTER TABLE clip_tags ADD COLUMN prompt_hash VARCHAR",
+        "ALTER TABLE captions ADD COLUMN settings JSON",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -374,11 +392,11 @@ def write_staging(con: duckdb.DuckDBPyConnection, ingest_id: int, audio_table, e
         DELETE FROM captions WHERE clip_key IN (SELECT clip_key FROM staged_keys)
           AND (kind = 'original' OR captioner IN (SELECT DISTINCT captioner FROM staged_keys))""")
     con.execute("""
-        INSERT INTO captions
+        INSERT INTO captions (clip_key, kind, captioner, position, text, ingest_id)
         SELECT clip_key, 'generated', captioner, 0, caption, ? FROM staged_keys WHERE caption IS NOT NULL""",
                 [ingest_id])
     con.execute("""
-        INSERT INTO captions
+        INSERT INTO captions (clip_key, kind, captioner, position, text, ingest_id)
         SELECT clip_key, 'original', 'human', CAST(pos AS INTEGER), text, ?
         FROM (SELECT clip_key, unnest(original_captions) AS text, generate_subscripts(original_captions, 1) AS pos
               FROM staged_keys) WHERE text IS NOT NULL AND length(trim(text)) > 0""", [ingest_id])
@@ -392,7 +410,7 @@ def write_staging(con: duckdb.DuckDBPyConnection, ingest_id: int, audio_table, e
     con.execute("DELETE FROM clip_tags WHERE extractor = ? AND clip_key IN (SELECT clip_key FROM staged_keys)",
                 [extractor])
     con.execute("""
-        INSERT INTO clip_tags SELECT st.clip_key, t.tag_id, ?, ? FROM staged_tags st JOIN tags t USING (tag)""",
+        INSERT INTO clip_tags (clip_key, tag_id, extractor, ingest_id) SELECT st.clip_key, t.tag_id, ?, ? FROM staged_tags st JOIN tags t USING (tag)""",
                 [extractor, ingest_id])
     clips, captions, tag_rows, distinct_tags = con.execute("""
         SELECT (SELECT count(*) FROM staged_keys),
