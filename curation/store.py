@@ -136,6 +136,33 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE clip_tags ADD COLUMN prompt_hash VARCHAR",
         "ALTER TABLE captions ADD COLUMN settings JSON",
     )),
+    Migration(9, "training runs: launched jobs, imported metrics, probe results, per-tag AP, import offsets", (
+        # One row per run directory (launched from the app/CLI, or imported). backend_id: pid or Slurm job id;
+        # backend_meta: what re-attaching needs (process group, start time, driver script).
+        """CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY, export_id INTEGER, k INTEGER, objective VARCHAR, size VARCHAR,
+            config JSON NOT NULL, backend VARCHAR NOT NULL, backend_id VARCHAR, backend_meta JSON, command VARCHAR,
+            env JSON, run_dir VARCHAR NOT NULL, state VARCHAR NOT NULL
+                CHECK (state IN ('queued', 'running', 'finished', 'failed', 'cancelled')),
+            created_by VARCHAR, created_at TIMESTAMPTZ NOT NULL, started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ,
+            updated_at TIMESTAMPTZ NOT NULL, message VARCHAR, sweep_id VARCHAR, train_config JSON,
+            last_step INTEGER, final_val_map DOUBLE, n_parameters BIGINT, world_size INTEGER, git_commit VARCHAR)""",
+        """CREATE TABLE run_metrics (
+            run_id VARCHAR NOT NULL, step INTEGER NOT NULL, kind VARCHAR NOT NULL, time_s DOUBLE, loss DOUBLE,
+            loss_mtc DOUBLE, loss_par DOUBLE, lr DOUBLE, audio_s_per_s DOUBLE, grad_norm DOUBLE, val_map DOUBLE,
+            val_loss DOUBLE, extra JSON, PRIMARY KEY (run_id, step, kind))""",
+        """CREATE TABLE probe_results (
+            run_id VARCHAR NOT NULL, task VARCHAR NOT NULL, encoder VARCHAR NOT NULL, pooling VARCHAR NOT NULL,
+            metric VARCHAR NOT NULL, mean DOUBLE, std DOUBLE, folds JSON, n_clips INTEGER, n_classes INTEGER,
+            task_file VARCHAR, checkpoint VARCHAR, created_at VARCHAR, PRIMARY KEY (run_id, task, encoder, pooling))""",
+        """CREATE TABLE run_tag_ap (
+            run_id VARCHAR NOT NULL, step INTEGER NOT NULL, tag VARCHAR NOT NULL, ap DOUBLE, positives INTEGER,
+            PRIMARY KEY (run_id, tag))""",
+        # How far each appended file of a run directory has been read (byte offset of the first unread line).
+        """CREATE TABLE run_files (
+            run_id VARCHAR NOT NULL, name VARCHAR NOT NULL, byte_offset BIGINT NOT NULL, lines BIGINT NOT NULL,
+            size BIGINT, mtime_ns BIGINT, PRIMARY KEY (run_id, name))""",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
