@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--campaign", required=True, help="campaign name")
     report.add_argument("--min-judged", type=int, default=1)
 
+    from curation.cli_extract import add_extraction_commands
+
+    add_extraction_commands(commands, _db_argument)  # extract-tags, caption
+
     index = commands.add_parser("index-captions", help="(re)build the caption text index used by Browse search")
     _db_argument(index)
 
@@ -204,6 +208,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "audit":
         return _run_audit(args, store)
+    if args.command in ("extract-tags", "caption"):
+        from curation.cli_extract import run_extraction_command
+
+        return run_extraction_command(args)
     if args.command == "index-captions":
         import time
 

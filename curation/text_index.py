@@ -85,6 +85,13 @@ def index_captions(con: duckdb.DuckDBPyConnection, clip_keys: Sequence[int] | np
     return _report(write, started)
 
 
+def index_clips(con: duckdb.DuckDBPyConnection, clip_keys: Sequence[int]) -> IndexReport:
+    """Reindex the captions of ``clip_keys``; call inside the transaction that wrote those captions."""
+    started = time.perf_counter()
+    keys = np.unique(np.asarray(clip_keys, dtype=np.int64))
+    return _report(store_browse.replace_postings(con, _STOP_LIST, clip_keys=keys), started)
+
+
 def index_ingest(con: duckdb.DuckDBPyConnection, ingest_id: int) -> IndexReport:
     """Reindex the clips an ingest wrote (new and re-ingested ones); call inside that ingest's transaction."""
     started = time.perf_counter()
