@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from curation import store, store_audit
+from curation import permissions, store, store_audit
 from curation.decisions import list_decisions, replay
 from curation.errors import UtsError
 from curation.vocabulary import compute_vocabulary, load_tag_matrix
@@ -86,6 +86,7 @@ def stratified_sample(frame: pd.DataFrame, sample_size: int, seed: int) -> pd.Da
 
 def create_campaign(con: duckdb.DuckDBPyConnection, name: str, *, sample_size: int, by: str,
                     annotators_per_clip: int = 2, seed: int = 0) -> int:
+    by = permissions.authorize("campaign", by)
     if not name.strip():
         raise AuditError("a campaign needs a name")
     if not by or not by.strip():
@@ -124,7 +125,7 @@ def _strata(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> pd.Series:
 
 def next_item(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str) -> AuditItem | None:
     """The annotator's open item, or a newly claimed one; None when nothing is left for them."""
-    annotator = _annotator(annotator)
+    annotator = _annotator(permissions.authorize("audit", annotator))
     for attempt in range(CLAIM_RETRIES):
         try:
             with store.transaction(con):
@@ -151,7 +152,7 @@ def submit(con: duckdb.DuckDBPyConnection, item: AuditItem, annotator: str, verd
            added: list[str] | None = None, rating: int | None = None, note: str | None = None) -> None:
     """Store one clip's judgement (every tag's verdict, tags the audio has but the list misses, a 1-5 rating)
     in one transaction; refused unless the slot is this annotator's and still open."""
-    annotator = _annotator(annotator)
+    annotator = _annotator(permissions.authorize("audit", annotator))
     missing = [tag for tag in item.tags if tag not in verdicts]
     if missing:
         raise AuditError(f"clip {item.clip_id}: no verdict for {', '.join(missing)}; every tag needs one")

@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--campaign", required=True, help="campaign name")
     report.add_argument("--min-judged", type=int, default=1)
 
+    from curation.cli_trust import add_trust_commands
+
+    add_trust_commands(commands, _db_argument)  # users, backup, restore, decisions export|replay
+
     from curation.cli_extract import add_extraction_commands
 
     add_extraction_commands(commands, _db_argument)  # extract-tags, caption
@@ -208,6 +212,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "audit":
         return _run_audit(args, store)
+    if args.command in ("users", "backup", "restore", "decisions"):
+        from curation.cli_trust import run_trust
+
+        return run_trust(args)
     if args.command in ("extract-tags", "caption"):
         from curation.cli_extract import run_extraction_command
 

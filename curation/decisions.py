@@ -21,7 +21,7 @@ from typing import Iterable
 
 import duckdb
 
-from curation import store
+from curation import permissions, store
 from curation.errors import UtsError
 
 ACTIONS = ("merge", "rename", "prune", "restore", "clip_add", "clip_remove", "undo")
@@ -282,8 +282,10 @@ def record_decision(con: duckdb.DuckDBPyConnection, decision: Decision, *, by: s
     """Check and append one decision (one transaction); new target names are interned as tags.
 
     ``also(con, decision_id)`` runs inside the same transaction, for writes that belong to the decision
-    (e.g. the verdict on the merge suggestion it accepts): both land or neither does.
+    (e.g. the verdict on the merge suggestion it accepts): both land or neither does. In the app the signed-in
+    actor must have the "decide" ability (curation.permissions), and the decision is recorded under their name.
     """
+    by = permissions.authorize("decide", by)
     if not isinstance(by, str) or not by.strip():
         raise DecisionError("every decision names who made it: expected a non-empty --by / display name")
     with store.transaction(con):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from curation import store
+from curation import permissions, store
 from curation.decisions import list_decisions, replay
 from curation.errors import UsageError
 from curation.vocabulary import compute_vocabulary, load_tag_matrix
@@ -68,6 +68,7 @@ def _cut(clip: dict, tags: list[str]) -> dict:
 
 def export_vocabulary(con: duckdb.DuckDBPyConnection, *, k: int, out_dir: Path, by: str | None = None,
                       rank_by: str = "tfidf") -> ExportRecord:
+    by = permissions.authorize("export", by)
     if k < 1:
         raise UsageError(f"--k {k}: expected a vocabulary size of at least 1")
     state = replay(list_decisions(con))

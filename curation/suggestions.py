@@ -48,7 +48,7 @@ import duckdb
 import numpy as np
 from scipy import sparse
 
-from curation import store
+from curation import permissions, store
 from curation.decisions import Decision, DecisionError, DecisionRecord, list_decisions, record_decision, replay
 from curation.embeddings import embed_tags, model_name
 from curation.vocabulary import TagMatrix, VocabularyView, compute_vocabulary, load_tag_matrix
@@ -187,6 +187,7 @@ def accept_suggestion(con: duckdb.DuckDBPyConnection, suggestion: MergeSuggestio
 
 def reject_suggestion(con: duckdb.DuckDBPyConnection, suggestion: MergeSuggestion, *, by: str) -> None:
     """Remember that these tags are not one concept: the group and every pair inside it are never proposed again."""
+    by = permissions.authorize("decide", by)
     if not isinstance(by, str) or not by.strip():
         raise DecisionError("every verdict names who made it: expected a non-empty --by / display name")
     with store.transaction(con):

@@ -45,8 +45,10 @@ def highlight(caption: str, forms: list[str]) -> str:
     escaped = html.escape(caption)
     if not forms:
         return escaped
-    pattern = re.compile(r"\b(" + "|".join(re.escape(html.escape(f)) for f in forms) + r")\w*", re.IGNORECASE)
-    return pattern.sub(lambda m: f"<mark>{m.group(0)}</mark>", escaped)
+    # Entities (&lt; &amp; ...) are matched first and kept whole, so a form like "lt" never splits one.
+    pattern = re.compile(r"(&#?\w+;)|\b(?:" + "|".join(re.escape(html.escape(f)) for f in forms) + r")\w*",
+                         re.IGNORECASE)
+    return pattern.sub(lambda m: m.group(0) if m.group(1) else f"<mark>{m.group(0)}</mark>", escaped)
 
 
 def tag_examples(con: duckdb.DuckDBPyConnection, canonical_tag: str, state: CurationState,

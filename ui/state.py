@@ -31,6 +31,12 @@ def vocabulary_view(rank_by: str = "tfidf") -> tuple[TagMatrix, CurationState, V
 
 
 def working_as() -> str | None:
+    """The signed-in user's name when sign-in is on (never a free-text name then), else the display name."""
+    from ui.auth import ensure_bound
+
+    actor = ensure_bound()
+    if actor is not None and actor.signed_in:
+        return actor.name
     name = (st.session_state.get("display_name") or "").strip()
     return name or None
 
@@ -58,4 +64,7 @@ def flash(message: str) -> None:
 def show_flash() -> None:
     message = st.session_state.pop("_flash", None)
     if message:
-        st.success(message, icon=":material/check_circle:")
+        from ui.text import escape_markdown
+
+        # Flashes quote tags, clip ids and names: shown as literal text, never as markdown.
+        st.success(escape_markdown(message), icon=":material/check_circle:")

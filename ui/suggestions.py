@@ -7,6 +7,7 @@ from curation.decisions import DecisionError
 from curation.suggestions import accept_suggestion, reject_suggestion, suggest_merges
 from ui.db import db_cursor
 from ui.state import flash, require_name, tag_matrix
+from ui.text import escape_markdown
 
 
 def render_suggestions(top: int = 50) -> None:
@@ -26,9 +27,10 @@ def render_suggestions(top: int = 50) -> None:
         with st.container(border=True):
             head, actions = st.columns([3, 2])
             with head:
-                picked = st.checkbox(f"**{' · '.join(suggestion.tags)}**  (score {suggestion.score:.2f})",
+                picked = st.checkbox(f"**{' · '.join(map(escape_markdown, suggestion.tags))}**  "
+                                     f"(score {suggestion.score:.2f})",
                                      key=f"bulk_{suggestion.group_key}")
-                st.caption("; ".join(suggestion.reasons))
+                st.caption(escape_markdown("; ".join(suggestion.reasons)))
             with actions:
                 canonical = st.text_input("Canonical name", value=suggestion.canonical,
                                           key=f"canonical_{suggestion.group_key}")

@@ -7,8 +7,10 @@ import streamlit as st
 from curation.audit import AuditError, campaign_table
 from curation.audit_report import campaign_report, tag_clip_ids
 from curation.decisions import Decision, DecisionError, record_decision
+from ui.auth import can
 from ui.db import db_cursor
 from ui.state import flash, require_name, show_flash, tag_matrix
+from ui.text import escape_markdown
 
 st.title("Captioner bias")
 show_flash()
@@ -52,7 +54,8 @@ st.plotly_chart(figure, width="stretch")
 tag = st.selectbox("A tag", flags["tag"].tolist(), index=None, key="dashboard_tag", placeholder="pick a tag")
 if tag:
     prune_col, clips_col = st.columns(2)
-    if prune_col.button(f"Prune {tag!r} from every vocabulary", key="dashboard_prune"):
+    if can("decide") and prune_col.button(f"Prune {escape_markdown(repr(tag))} from every vocabulary",
+                                          key="dashboard_prune"):
         name = require_name()
         if name:
             try:
@@ -62,12 +65,12 @@ if tag:
                 st.rerun()
             except DecisionError as exc:
                 st.error(str(exc))
-    if clips_col.button(f"Open the clips tagged {tag!r} in Browse", key="dashboard_open_clips"):
+    if clips_col.button(f"Open the clips tagged {escape_markdown(repr(tag))} in Browse", key="dashboard_open_clips"):
         st.session_state["browse_tags"] = [tag]
         st.session_state["browse_audited"] = "yes"
         st.switch_page("views/browse.py")
     wrong = tag_clip_ids(report, tag, "wrong")
-    clips_col.write(f"{len(wrong)} audited clips judged **wrong** for `{tag}`")
+    clips_col.write(f"{len(wrong)} audited clips judged **wrong** for {escape_markdown(tag)}")
     clips_col.dataframe({"clip_id": wrong}, hide_index=True, height=200, key="dashboard_tag_clips")
 
 st.subheader("Hallucination rate (share of judged tags that were wrong)")

@@ -7,8 +7,10 @@ from curation.browse import BrowseError, BrowseFilters, browse_page
 from curation.decisions import Decision, DecisionError, record_decision
 from curation.tag_details import highlight, surface_forms, tag_chips_html
 from ui.audio import play_clip
+from ui.auth import can
 from ui.db import db_cursor
 from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
+from ui.text import escape_markdown
 
 PAGE_SIZE = 20
 
@@ -53,9 +55,9 @@ except BrowseError as exc:
 st.caption(f"Page {len(starts)} · {len(page.rows)} clips" + (" · more follow" if page.has_more else ""))
 for row in page.rows:
     with st.container(border=True):
-        st.markdown(f"**{row.clip_id}**")
-        st.caption(f"{row.domain or 'unknown domain'} · {row.source or 'unknown source'} · "
-                   f"{row.duration_s or 0:.1f} s")
+        st.markdown(f"**{escape_markdown(row.clip_id)}**")
+        st.caption(f"{escape_markdown(row.domain or 'unknown domain')} · "
+                   f"{escape_markdown(row.source or 'unknown source')} · {row.duration_s or 0:.1f} s")
         left, right = st.columns([3, 2])
         with left:
             play_clip(row.audio_path if row.audio_ok else None, picture=show_pictures)
@@ -66,6 +68,8 @@ for row in page.rows:
             st.markdown("**Original captions**")
             for original in row.original_captions or ("(none)",):
                 st.text(original)
+            if not can("decide"):
+                continue  # per-clip edits are decisions: curators and admins only
             with st.popover("Edit this clip's tags"):
                 new_tag = st.text_input("Add a tag", key=f"add_{row.clip_key}")
                 if st.button("Add", key=f"add_button_{row.clip_key}", disabled=not new_tag.strip()):

@@ -7,6 +7,7 @@ from curation.decisions import Decision, DecisionError, record_decision
 from curation.tagmap import neighbours_on_map, tag_map_frame, tag_projection
 from ui.db import db_cursor
 from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
+from ui.text import escape_markdown, inline_code
 
 st.title("Tag map")
 show_flash()
@@ -25,7 +26,7 @@ colour_by = left.radio("Colour by", ["state", "main_domain"], horizontal=True, k
 search = right.text_input("Find a tag", key="map_search", placeholder="e.g. reverb")
 highlight = neighbours_on_map(frame, search.strip()) if search.strip() else []
 if search.strip() and not highlight:
-    right.warning(f"No tag {search.strip()!r} on the map.")
+    right.warning(f"No tag {escape_markdown(repr(search.strip()))} on the map.")
 frame["highlighted"] = frame["tag"].isin(highlight)
 
 figure = px.scatter(frame, x="x", y="y", color=colour_by, size="df", size_max=18, render_mode="webgl",
@@ -44,7 +45,7 @@ event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mo
 selected = sorted({point["customdata"][0] for point in event.selection.points if point.get("customdata")}
                   ) if event and event.selection else []
 if selected:
-    st.write(f"{len(selected)} tags selected: " + ", ".join(f"`{t}`" for t in selected[:60]))
+    st.write(f"{len(selected)} tags selected: " + ", ".join(inline_code(t) for t in selected[:60]))
     target = st.text_input("Merge them into", value=max(selected, key=lambda t: int(frame.loc[frame.tag == t, 'df'].iloc[0])),
                            key="map_merge_target")
     reason = st.text_input("Reason", key="map_reason")

@@ -10,6 +10,7 @@ from curation.vocabulary import K_MARKS, ranking_table
 from ui.audio import play_clip
 from ui.db import db_cursor
 from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
+from ui.text import escape_markdown, inline_code
 
 st.title("Vocabulary")
 show_flash()
@@ -57,7 +58,7 @@ with tags_tab:
     typed = st.multiselect("Tags to act on (or select rows above)", view.ranking["tag"].tolist(), key="tag_pick")
     chosen = list(dict.fromkeys(from_table + typed))
     if chosen:
-        st.write("Selected: " + ", ".join(f"`{tag}`" for tag in chosen))
+        st.write("Selected: " + ", ".join(inline_code(tag) for tag in chosen))
         reason = st.text_input("Reason (stored with the decision)", key="decision_reason")
         merge_col, rename_col, prune_col = st.columns(3)
         with merge_col:
@@ -72,10 +73,11 @@ with tags_tab:
             st.write("Exclude from every vocabulary")
             if st.button("Prune", key="prune_button"):
                 decide(Decision.prune(chosen), reason)
-        st.subheader(f"What `{chosen[0]}` stands for")
+        st.subheader(f"What {inline_code(chosen[0])} stands for")
         for example in tag_examples(db_cursor(), chosen[0], state, limit=4):
             with st.container(border=True):
-                st.caption(f"{example.clip_id} · raw tags: {', '.join(example.raw_tags)}")
+                st.caption(f"{escape_markdown(example.clip_id)} · raw tags: "
+                           f"{', '.join(map(escape_markdown, example.raw_tags))}")
                 st.html(f"<div style='font-size:0.9rem'>{example.caption_html}</div>")
                 if example.audio_path:
                     play_clip(example.audio_path)
