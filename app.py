@@ -9,6 +9,8 @@ import pandas  # noqa: F401
 import plotly.express  # noqa: F401
 import streamlit as st
 
+from curation.permissions import PermissionDeniedError
+from ui.auth import render_account, sign_in, visible_pages
 from ui.db import db_path
 
 st.set_page_config(page_title="UTS Studio", layout="wide")
@@ -21,11 +23,15 @@ pages = [
     st.Page("views/audit.py", title="Audit", icon=":material/hearing:"),
     st.Page("views/audit_dashboard.py", title="Captioner bias", icon=":material/insights:"),
 ]
-navigation = st.navigation(pages)
+# Sign-in (when configured) before any page runs; a role sees only its pages (ui/auth.PAGE_ABILITIES).
+actor = sign_in()
+navigation = st.navigation(visible_pages(pages, actor))
 
 with st.sidebar:
     st.caption(f"Database: `{db_path()}`")
-    st.text_input("Working as", key="display_name", placeholder="your name",
-                  help="Recorded with every decision and verdict you make.")
+    render_account(actor)
 
-navigation.run()
+try:
+    navigation.run()
+except PermissionDeniedError as exc:  # the library refused a write this role may not make: nothing was written
+    st.error(str(exc))
