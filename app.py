@@ -22,6 +22,8 @@ pages = [
     st.Page("views/tag_map.py", title="Tag map", icon=":material/scatter_plot:"),
     st.Page("views/audit.py", title="Audit", icon=":material/hearing:"),
     st.Page("views/audit_dashboard.py", title="Captioner bias", icon=":material/insights:"),
+    st.Page("views/runs.py", title="Runs", icon=":material/model_training:"),
+    st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
 ]
 # Sign-in (when configured) before any page runs; a role sees only its pages (ui/auth.PAGE_ABILITIES).
 actor = sign_in()
