@@ -87,7 +87,8 @@ _LEXICON = {
         bell: bells church bell
         clock: ticking clock
         phone: telephone cellphone ringtone smartphone
-        computer: keyboard typing laptop mouse
+        computer: laptop mouse
+        keyboard: keyboards
         door: doors
         water: waters
         fire: flames crackling fire
@@ -154,12 +155,15 @@ _LEXICON = {
         cough: coughing coughs
         sneeze: sneezing
         breathing: breath breathes breathe panting
+        snoring: snore snores snored
         singing: sings sing
         humming: hums hum
         whistle: whistling whistles
         clapping: clap applauding cheering cheer cheers
         bark: barking barks barked woof yapping
         meow: meowing meows
+        quack: quacking quacks
+        flapping: flap flaps wings
         chirp: chirping chirps tweeting birdsong birdsongs
         caw: cawing caws
         growl: growling growls
@@ -183,6 +187,7 @@ _LEXICON = {
         rustling: rustle rustles rustled
         scraping: scrape scrapes scratching scratch
         splash: splashing splashes
+        spray: sprays sprayed spraying aerosol
         pouring: pour pours poured
         dripping: drip drips trickling trickle
         flowing: flow flows running-water
@@ -200,6 +205,7 @@ _LEXICON = {
         braking: brakes skid skidding
         typing: types typed
         grinding: grind grinds
+        sanding: sander
         impact: hit hits hitting slam slamming slams
         wail: wailing
         vibration: vibrating vibrates

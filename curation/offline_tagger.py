@@ -30,6 +30,14 @@ playing played followed followed by along together throughout again begins start
 """.split())
 
 
+# A label implied by others: music by instruments and musical structure, speech by talking sources.
+IMPLIED = {
+    "music": frozenset("guitar bass piano organ synth drums snare kick hi-hat cymbal percussion violin cello strings "
+                       "harp flute saxophone trumpet trombone brass clarinet harmonica ukulele sitar vocals singer "
+                       "choir orchestra band melody chord riff beat instrumental tambourine".split()),
+}
+
+
 def lemma_candidates(word: str) -> list[str]:
     """``word`` and the base forms it may be an inflection of, most literal first."""
     out = [word]
@@ -85,8 +93,26 @@ def tag_caption(caption: str, vocabulary: Iterable[str] | None = None) -> tuple[
                 if key is not None:
                     found.setdefault(vocab[key], (len(ASPECT_RANK), i))
         i += matched
-    ranked = sorted(found.items(), key=lambda item: item[1])
-    return tuple(label for label, _ in ranked[:MAX_LABELS])
+    for implied, cues in IMPLIED.items():
+        # What a person (or an LLM) would say of the whole clip even when the caption never names it.
+        if implied not in found and any(label in cues for label in found):
+            found[implied] = (ASPECT_RANK["function"], -1)
+    return _select(found)
+
+
+def _select(found: dict[str, tuple[int, int]]) -> tuple[str, ...]:
+    """At most MAX_LABELS labels, taken round-robin over the aspects (each in caption order) so that a caption
+    rich in sources still keeps its scene, traits and function; returned in aspect order."""
+    by_aspect: dict[int, list[tuple[int, str]]] = {}
+    for label, (aspect, position) in found.items():
+        by_aspect.setdefault(aspect, []).append((position, label))
+    queues = [sorted(items) for _, items in sorted(by_aspect.items())]
+    chosen: set[str] = set()
+    while len(chosen) < MAX_LABELS and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < MAX_LABELS:
+                chosen.add(queue.pop(0)[1])
+    return tuple(label for label, _ in sorted(found.items(), key=lambda item: item[1]) if label in chosen)
 
 
 def _lemma_or_self(word: str) -> str:
