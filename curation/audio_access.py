@@ -41,6 +41,8 @@ def servable_audio_path(con: duckdb.DuckDBPyConnection, audio_path: str | None,
                         roots: list[Path] | None = None) -> Path:
     if not audio_path:
         raise AudioAccessError("this clip has no audio file")
+    if "\x00" in audio_path:
+        raise AudioAccessError(f"{audio_path!r}: a path with a NUL byte; refused")
     real = Path(os.path.realpath(audio_path))
     for root in roots if roots is not None else audio_roots(con):
         real_root = Path(os.path.realpath(root))
