@@ -24,7 +24,7 @@ import math
 import os
 import secrets
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -140,7 +140,10 @@ def launch_runs(con: duckdb.DuckDBPyConnection, request: LaunchRequest, *, runs_
                 exports_root: Path | None = None) -> list[str]:
     """Create the export(s) if asked, then one run per export; returns the new run ids at once (the jobs run
     on in their own process groups or in Slurm)."""
+    from curation.permissions import authorize
+
     request.check()
+    request = replace(request, by=authorize("runs", request.by))  # the signed-in name, or refused
     runs_root = Path(runs_root or default_runs_root())
     exports_root = Path(exports_root or default_exports_root())
     exports = _exports_for(con, request, exports_root)
@@ -266,6 +269,9 @@ def _refresh_one(con: duckdb.DuckDBPyConnection, row: dict) -> list[tuple[str, s
 
 def cancel_run(con: duckdb.DuckDBPyConnection, run_id: str, by: str | None = None) -> None:
     """End a queued or running job (its whole process group, or scancel) and mark it cancelled."""
+    from curation.permissions import authorize
+
+    by = authorize("runs", by)
     row = _require_run(con, run_id)
     if row["state"] not in ACTIVE:
         raise RunError(f"run {run_id} is already {row['state']}: only queued or running runs can be cancelled")

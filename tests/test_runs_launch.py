@@ -244,3 +244,17 @@ def test_without_sbatch_the_script_is_written_and_the_run_says_how_to_submit(cor
     run = _launch(corpus, tmp_path, "finish", backend="slurm")
     assert run["state"] == "queued" and run["backend_id"] is None
     assert "sbatch is not on PATH" in run["message"] and (Path(run["run_dir"]) / "job.sbatch").exists()
+
+
+def test_a_signed_in_curator_may_not_launch_runs_and_nothing_is_written(corpus, tmp_path):
+    from curation.permissions import Actor, PermissionDeniedError, acting_as
+
+    with acting_as(Actor("bo", "curator", signed_in=True)):
+        with pytest.raises(PermissionDeniedError, match="may not runs"):
+            launch_runs(corpus, _request(tmp_path, "finish"), runs_root=tmp_path / "runs",
+                        exports_root=tmp_path / "exports")
+    assert store_runs.runs_frame(corpus).empty and not (tmp_path / "runs").exists()
+    with acting_as(Actor("al", "admin", signed_in=True)):
+        run = _launch(corpus, tmp_path, "finish", by=None)
+    assert run["created_by"] == "al"
+    _wait_driver(run)
