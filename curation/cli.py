@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_extraction_commands(commands, _db_argument)  # extract-tags, caption
 
+    from curation.cli_runs import add_runs_commands
+
+    add_runs_commands(commands, _db_argument)  # runs launch|list|import|cancel|show
+
     index = commands.add_parser("index-captions", help="(re)build the caption text index used by Browse search")
     _db_argument(index)
 
@@ -220,6 +224,10 @@ def _run(args: argparse.Namespace) -> int:
         from curation.cli_extract import run_extraction_command
 
         return run_extraction_command(args)
+    if args.command == "runs":
+        from curation.cli_runs import run_runs_command
+
+        return run_runs_command(args)
     if args.command == "index-captions":
         import time
 
