@@ -22,6 +22,7 @@ pages = [
     st.Page("views/tag_map.py", title="Tag map", icon=":material/scatter_plot:"),
     st.Page("views/audit.py", title="Audit", icon=":material/hearing:"),
     st.Page("views/audit_dashboard.py", title="Captioner bias", icon=":material/insights:"),
+    st.Page("views/extraction.py", title="Tagging jobs", icon=":material/auto_awesome:"),
     st.Page("views/runs.py", title="Runs", icon=":material/model_training:"),
     st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
 ]

@@ -66,24 +66,14 @@ def _common(parser: argparse.ArgumentParser, *, max_tokens: int, temperature: fl
 
 def make_backend(args: argparse.Namespace, task: str, con=None):
     """The backend the arguments describe (a typed error when something it needs is missing)."""
-    from curation import extraction_backends as backends
+    from curation import store
+    from curation.extraction_backends import build_backend
 
-    if args.backend == "offline":
-        from curation import store
-
-        vocabulary = store.raw_tag_texts(con) if getattr(args, "use_vocabulary", False) and con is not None else None
-        return backends.OfflineTagBackend(vocabulary)
-    if args.backend == "openai":
-        return backends.OpenAIChatBackend(
-            base_url=args.base_url, model=args.model, concurrency=args.concurrency, timeout_s=args.timeout,
-            retries=args.retries, temperature=args.temperature, max_tokens=args.max_tokens,
-            top_p=getattr(args, "top_p", None), api_key_env=args.api_key_env, audio=(task == "captions"))
-    if task == "tags":
-        return backends.TransformersChatBackend(model=args.model, batch_size=args.batch_size,
-                                                max_new_tokens=args.max_tokens, temperature=args.temperature,
-                                                device=args.device)
-    return backends.TransformersCaptionBackend(model=args.model, batch_size=args.batch_size,
-                                               max_new_tokens=args.max_tokens, device=args.device)
+    vocabulary = store.raw_tag_texts(con) if getattr(args, "use_vocabulary", False) and con is not None else None
+    return build_backend(args.backend, task, base_url=args.base_url, model=args.model, concurrency=args.concurrency,
+                         timeout_s=args.timeout, retries=args.retries, temperature=args.temperature,
+                         top_p=getattr(args, "top_p", None), max_tokens=args.max_tokens, api_key_env=args.api_key_env,
+                         batch_size=args.batch_size, device=args.device, vocabulary=vocabulary)
 
 
 def run_extraction_command(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import duckdb
 
-from curation import store, store_extraction, text_index
+from curation import permissions, store, store_extraction, text_index
 from curation.errors import UsageError
 from curation.extraction_backends import Answer, Request
 from curation.store_extraction import OutcomeRow
@@ -110,6 +110,7 @@ def run_job(con: duckdb.DuckDBPyConnection, backend, *, task: str = "tags", limi
     """Run one job to the end (or until ``stop`` is set); returns its report. See the module docstring."""
     if task not in ("tags", "captions"):
         raise UsageError(f"task {task!r}: expected 'tags' or 'captions'")
+    by = permissions.authorize("runs", by)  # model jobs use compute: admins in a signed-in app
     if limit is not None and limit < 0:
         raise UsageError(f"--limit {limit}: expected 0 or more clips")
     producer = producer_of(backend)
@@ -211,6 +212,8 @@ class BackgroundJob:
     """
 
     def __init__(self, cursor: duckdb.DuckDBPyConnection, backend, **job_kwargs) -> None:
+        # Checked here, in the caller's thread, where the signed-in actor is bound (threads do not inherit it).
+        job_kwargs["by"] = permissions.authorize("runs", job_kwargs.get("by"))
         self.stop_event = threading.Event()
         self.progress: Progress | None = None
         self.report: JobReport | None = None

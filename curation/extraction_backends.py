@@ -409,6 +409,32 @@ class OfflineTagBackend:
             yield Answer(request.key, json.dumps({"labels": list(labels)}), None)
 
 
+def build_backend(backend: str, task: str, *, base_url: str | None = None, model: str | None = None,
+                  concurrency: int = DEFAULT_CONCURRENCY, timeout_s: float = DEFAULT_TIMEOUT_S,
+                  retries: int = DEFAULT_RETRIES, temperature: float | None = None, top_p: float | None = None,
+                  max_tokens: int | None = None, api_key_env: str = "OPENAI_API_KEY", batch_size: int = 16,
+                  device: str | None = None, vocabulary: Sequence[str] | None = None):
+    """The backend for ``task`` ('tags' or 'captions') by name; typed errors for what is missing or unknown."""
+    temperature = (0.3 if task == "tags" else 0.6) if temperature is None else temperature
+    max_tokens = (200 if task == "tags" else 1024) if max_tokens is None else max_tokens
+    if backend == "offline":
+        if task != "tags":
+            raise UsageError("the offline backend only tags captions; captioning needs --backend openai or "
+                             "transformers")
+        return OfflineTagBackend(vocabulary)
+    if backend == "openai":
+        return OpenAIChatBackend(base_url=base_url or "", model=model or "", concurrency=concurrency,
+                                 timeout_s=timeout_s, retries=retries, temperature=temperature, top_p=top_p,
+                                 max_tokens=max_tokens, api_key_env=api_key_env, audio=(task == "captions"))
+    if backend == "transformers":
+        if task == "tags":
+            return TransformersChatBackend(model=model or "", batch_size=batch_size, max_new_tokens=max_tokens,
+                                           temperature=temperature, device=device)
+        return TransformersCaptionBackend(model=model or "", batch_size=batch_size, max_new_tokens=max_tokens,
+                                          device=device)
+    raise UsageError(f"backend {backend!r}: expected offline, openai or transformers")
+
+
 def _batches(items: Iterable, size: int) -> Iterator[list]:
     batch: list = []
     for item in items:

@@ -223,3 +223,16 @@ def failures_frame(con: duckdb.DuckDBPyConnection, job_id: int | None = None, li
 
 def set_job_skipped(con: duckdb.DuckDBPyConnection, job_id: int, skipped: int) -> None:
     con.execute("UPDATE extraction_jobs SET skipped = ? WHERE job_id = ?", [skipped, job_id])
+
+
+def work_summary(con: duckdb.DuckDBPyConnection) -> dict:
+    """What is waiting: clips without any tag, clips without a generated caption, captioners present."""
+    clips, untagged, uncaptioned = con.execute("""
+        SELECT count(*),
+               count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM clip_tags ct WHERE ct.clip_key = c.clip_key)),
+               count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM captions g WHERE g.clip_key = c.clip_key
+                                                   AND g.kind = 'generated'))
+        FROM clips c""").fetchall()[0]
+    captioners = [r[0] for r in con.execute(
+        "SELECT DISTINCT captioner FROM captions WHERE kind = 'generated' ORDER BY 1").fetchall()]
+    return {"clips": clips, "untagged": untagged, "uncaptioned": uncaptioned, "captioners": captioners}

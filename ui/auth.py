@@ -35,7 +35,7 @@ _ACTOR_KEY = "_uts_actor"
 # someone lists them (safe by default).
 PAGE_ABILITIES: dict[str, str | None] = {
     "overview": None, "audit": "audit", "browse": "browse", "audit_dashboard": "browse", "vocabulary": "decide",
-    "tag_map": "decide", "runs": "runs", "compare": "runs", "run_compare": "runs", "runs_compare": "runs",
+    "tag_map": "decide", "runs": "runs", "extraction": "runs", "compare": "runs", "run_compare": "runs", "runs_compare": "runs",
 }
 FALLBACK_ABILITY = "users"
 
