@@ -66,3 +66,52 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(BackendUnavailable) as caught:
         TransformersChatBackend(model=str(tmp_path / "nowhere"))
     assert "no such folder" in str(caught.value) and "nowhere" in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def tiny_captioner(tmp_path_factory):
+    """A 1-layer Whisper-architecture audio-to-text model with a word-level tokenizer, saved as a local folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizerFast)
+    import torch
+
+    folder = tmp_path_factory.mktemp("tiny-captioner")
+    words = ["<|endoftext|>", "<|startoftranscript|>", *WORDS]
+    core = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<|endoftext|>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = WhisperTokenizerFast(tokenizer_object=core, unk_token="<|endoftext|>", bos_token="<|startoftranscript|>",
+                                     eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(folder)
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(WhisperConfig(
+        vocab_size=len(words), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_target_positions=32, num_mel_bins=80,
+        decoder_start_token_id=1, pad_token_id=0, eos_token_id=0, bos_token_id=1))
+    model.generation_config = GenerationConfig(decoder_start_token_id=1, eos_token_id=0, pad_token_id=0)
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_local_captioner_job_reads_and_resamples_audio(con, tmp_path, tiny_captioner):
+    import numpy as np
+    import soundfile
+
+    from curation.extraction_backends import TransformersCaptionBackend
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "a").mkdir()
+    soundfile.write(tmp_path / "a" / "s16k.wav", (0.1 * rng.standard_normal(16_000)).astype("float32"), 16_000)
+    soundfile.write(tmp_path / "a" / "s8k.flac", (0.1 * rng.standard_normal(8_000)).astype("float32"), 8_000)
+    rows = [{"id": "s16k", "audio_path": "a/s16k.wav"}, {"id": "s8k", "audio_path": "a/s8k.flac"},
+            {"id": "missing", "audio_path": "a/missing.wav"}]
+    ingest_path(con, write_jsonl(tmp_path / "clips.jsonl", rows))
+    backend = TransformersCaptionBackend(model=str(tiny_captioner), batch_size=2, max_new_tokens=4, device="cpu")
+    report = run_job(con, backend, task="captions")
+    assert report.producer == "transformers:" + tiny_captioner.name and report.planned == 3
+    attempts = dict(con.execute("""SELECT c.clip_id, a.error FROM extraction_attempts a JOIN clips c
+                                   USING (clip_key)""").fetchall())
+    assert attempts["missing"].startswith("audio unreadable")
+    # Both readable files (one at 8 kHz, resampled) went through the model: a caption or a recorded empty answer.
+    for clip_id in ("s16k", "s8k"):
+        assert attempts[clip_id] in (None, "empty caption")
