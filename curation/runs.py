@@ -337,30 +337,35 @@ def read_appended(path: Path, offset: int, lines_before: int) -> tuple[list[tupl
     end = data.rfind(b"\n")
     if end < 0:
         return [], offset, lines_before, len(data)
-    parts = data[:end].split(b"\n")
+    try:
+        lines = data[:end].decode("utf-8").split("\n")  # one decode: json.loads on str skips encoding sniffing
+    except UnicodeDecodeError as exc:
+        raise RunImportError(f"{path}: bytes {offset + exc.start}-{offset + exc.end} are not UTF-8; expected "
+                             "JSON lines written as UTF-8") from None
     records: list[tuple[int, dict]] = []
-    consumed = 0
-    for index, raw in enumerate(parts):
+    loads = json.loads
+    for index, line in enumerate(lines):
+        if not line or line.isspace():
+            continue
         number = lines_before + index + 1
-        if raw.strip():
-            try:
-                value = json.loads(raw)
-            except ValueError as exc:
-                if index == len(parts) - 1 and end == len(data) - 1:
-                    # The file's last line, still invalid: a writer may be mid-way; read it next time.
-                    return records, offset + consumed, lines_before + index, len(data) - consumed
-                raise RunImportError(f"{path}:{number}: expected one JSON object per line, found "
-                                     f"{raw[:80].decode(errors='replace')!r} ({exc.msg}); fix or remove the line, "
-                                     "then import again") from None
-            if not isinstance(value, dict):
-                raise RunImportError(f"{path}:{number}: expected a JSON object, found {type(value).__name__}")
-            records.append((number, value))
-        consumed += len(raw) + 1
-    return records, offset + consumed, lines_before + len(parts), len(data) - consumed
+        try:
+            value = loads(line)
+        except ValueError as exc:
+            if index == len(lines) - 1:
+                # The file's last complete line, still invalid: a writer may be mid-way; read it next time.
+                pending = len(line.encode("utf-8")) + 1 + len(data) - end - 1
+                return records, offset + len(data) - pending, lines_before + index, pending
+            raise RunImportError(f"{path}:{number}: expected one JSON object per line, found {line[:80]!r} "
+                                 f"({exc.msg}); fix or remove the line, then import again") from None
+        if type(value) is not dict:
+            raise RunImportError(f"{path}:{number}: expected a JSON object, found {type(value).__name__}")
+        records.append((number, value))
+    return records, offset + end + 1, lines_before + len(lines), len(data) - end - 1
 
 
 def _metric_table(run_id: str, path: Path, records: list[tuple[int, dict]]):
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     latest: dict[tuple[int, str], dict] = {}
     for number, record in records:
@@ -375,7 +380,12 @@ def _metric_table(run_id: str, path: Path, records: list[tuple[int, dict]]):
                "step": pa.array([r["step"] for r in rows], pa.int32()),
                "kind": pa.array([r["kind"] for r in rows], pa.string())}
     for name in store_runs.METRIC_COLUMNS:
-        columns[name] = pa.array([_number(r.get(name)) for r in rows], pa.float64())
+        values = [r.get(name) for r in rows]
+        try:  # fast path: numbers (NaN becomes NULL); anything else goes through _number one by one
+            array = pa.array(values, pa.float64(), from_pandas=True)
+            columns[name] = pc.if_else(pc.is_finite(array), array, None)  # inf, like NaN, is no value
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[name] = pa.array([_number(v) for v in values], pa.float64())
     extras = []
     for r in rows:
         extra = {k: v for k, v in r.items() if k not in known}
@@ -460,14 +470,61 @@ def _insert_imported(con, run_id: str, run_dir: Path, config: dict) -> None:
         "created_by": None})
 
 
+def _fast_metric_table(run_id: str, path: Path, offset: int, lines_before: int):
+    """Arrow's JSON reader over the complete new lines: (table, new offset, new line count, rows, pending bytes),
+    or None whenever anything is unusual (a pending invalid line, a type or key outside the contract, a step
+    logged twice): the exact Python reader then runs and names file and line. ~10x faster on 100k lines."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as paj
+
+    try:
+        if path.stat().st_size < offset:
+            return None
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:
+        return None
+    end = data.rfind(b"\n")
+    if end < 0:
+        return None
+    schema = pa.schema([("kind", pa.string()), ("step", pa.int64()),
+                        *[(name, pa.float64()) for name in store_runs.METRIC_COLUMNS]])
+    options = paj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+    try:
+        table = paj.read_json(io.BytesIO(data[: end + 1]), parse_options=options)
+    except pa.ArrowException:
+        return None
+    step, kind = table["step"], table["kind"]
+    if step.null_count or not pc.all(pc.is_in(kind, value_set=pa.array(["train", "val"]))).as_py() \
+            or kind.null_count:
+        return None
+    key = pc.add(pc.multiply(step, 2), pc.cast(pc.equal(kind, "val"), pa.int64()))
+    if pc.count_distinct(key).as_py() != table.num_rows:
+        return None
+    columns = {"run_id": pa.array([run_id] * table.num_rows, pa.string()), "step": pc.cast(step, pa.int32()),
+               "kind": kind, **{name: table[name] for name in store_runs.METRIC_COLUMNS},
+               "extra": pa.nulls(table.num_rows, pa.string())}
+    return (pa.table(columns), offset + end + 1, lines_before + data[: end + 1].count(b"\n"), table.num_rows,
+            len(data) - end - 1)
+
+
 def _import_metrics(con, run_id: str, path: Path) -> tuple[int, int]:
     offset, lines, _size, _mtime = store_runs.file_mark(con, run_id, path.name)
-    records, new_offset, new_lines, pending = read_appended(path, offset, lines)
-    if records:
-        store_runs.upsert_metrics(con, _metric_table(run_id, path, records))
+    fast = _fast_metric_table(run_id, path, offset, lines)
+    if fast is not None:
+        table, new_offset, new_lines, count, pending = fast
+    else:
+        records, new_offset, new_lines, pending = read_appended(path, offset, lines)
+        table, count = (_metric_table(run_id, path, records) if records else None), len(records)
+    if count:
+        store_runs.upsert_metrics(con, table)
     if new_offset != offset:
         store_runs.set_file_mark(con, run_id, path.name, new_offset, new_lines, None, None)
-    return len(records), pending
+    return count, pending
 
 
 def _import_probes(con, run_id: str, path: Path) -> int:

@@ -140,11 +140,13 @@ def metrics_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], since_
 def upsert_probe_results(con: duckdb.DuckDBPyConnection, run_id: str, rows: list[dict]) -> None:
     columns = ("run_id", "task", "encoder", "pooling", "metric", "mean", "std", "folds", "n_clips", "n_classes",
                "task_file", "checkpoint", "created_at")
-    con.executemany(f"INSERT OR REPLACE INTO probe_results ({', '.join(columns)}) "
-                    f"VALUES ({', '.join('?' for _ in columns)})",
-                    [[run_id, r["task"], r["encoder"], r["pooling"], r["metric"], r.get("mean"), r.get("std"),
-                      json.dumps(r.get("folds")), r.get("n_clips"), r.get("n_classes"), r.get("task_file"),
-                      r.get("checkpoint"), r.get("created_at")] for r in rows])
+    values = [[run_id, r["task"], r["encoder"], r["pooling"], r["metric"], r.get("mean"), r.get("std"),
+               json.dumps(r.get("folds")), r.get("n_clips"), r.get("n_classes"), r.get("task_file"),
+               r.get("checkpoint"), r.get("created_at")] for r in rows]
+    # One statement for all rows (executemany costs ~10 ms per row in DuckDB).
+    con.execute(f"INSERT OR REPLACE INTO probe_results ({', '.join(columns)}) VALUES "
+                + ", ".join(f"({', '.join('?' for _ in columns)})" for _ in values),
+                [value for row in values for value in row])
 
 
 def probe_frame(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> pd.DataFrame:

@@ -206,3 +206,17 @@ def test_the_runs_table_lists_state_and_metrics(con, tmp_path):
     frame = store_runs.runs_frame(con)
     assert frame[["run_id", "state", "last_step"]].values.tolist() == [["rr", "running", 3]]
     assert store.schema_version(con) >= 9
+
+
+def test_lines_outside_the_fast_reader_keep_extra_keys_and_turn_non_numbers_into_nulls(con, tmp_path):
+    run_dir = tmp_path / "r7"
+    write_config(run_dir)
+    (run_dir / "metrics.jsonl").write_text(
+        json.dumps(train_line(0, 2.0)) + "\n"
+        + '{"kind": "train", "step": 1, "loss": NaN, "lr": 0.001, "tokens": 12}\n'
+        + '{"kind": "train", "step": 2, "loss": Infinity, "lr": "warmup"}\n')
+    assert import_run_dir(con, run_dir).metric_lines == 3
+    rows = con.execute("SELECT step, loss, lr, extra FROM run_metrics WHERE run_id = 'r7' ORDER BY step").fetchall()
+    assert rows[0][:3] == (0, 2.0, 1e-3)
+    assert rows[1][1] is None and json.loads(rows[1][3]) == {"tokens": 12}
+    assert rows[2][1] is None and rows[2][2] is None and rows[2][3] is None
