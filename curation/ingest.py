@@ -112,8 +112,9 @@ def _stage_lhotse_fast(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
     """True when DuckDB's reader staged the whole file and found nothing to report."""
     try:
         problems = store.stage_lhotse_fast(con, path, manifest.MAX_CAPTION_CHARS, manifest.MAX_TAG_CHARS)
-    except duckdb.Error:
-        # Broken JSON, bad UTF-8 or a wrong type: the exact reader will say where.
+    except (duckdb.Error, UnicodeDecodeError):
+        # Broken JSON, bad UTF-8 or a wrong type: the exact reader will say where. (DuckDB can cut its own error
+        # message inside a multi-byte character, which then surfaces as UnicodeDecodeError; found by fuzzing.)
         problems = -1
     if problems != 0:
         store.drop_staging(con)
