@@ -36,7 +36,8 @@ def curve_figures(metrics: pd.DataFrame, color: str | None = None, columns: int 
         if data.empty:
             continue
         figure = px.line(data, x="step", y=column, color=color, markers=kind == "val", log_y=log_y, title=title)
-        figure.update_layout(height=300, margin={"t": 40, "b": 10}, legend={"orientation": "h"})
+        figure.update_layout(height=300 if color is None else 360, margin={"t": 40, "b": 10 if color is None else 90},
+                             legend={"orientation": "h", "yanchor": "top", "y": -0.3, "title_text": ""})
         shown.append(figure)
     if not shown:
         st.caption("No metrics yet: the first lines appear once training logs its first step.")

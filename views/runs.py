@@ -81,6 +81,7 @@ with st.expander("Launch a run", expanded=st.session_state.get("launch_open", Fa
                 st.error(str(exc))
             else:
                 st.session_state["run_pick"] = new_ids[0]
+                st.session_state["launch_open"] = False  # make room for the new run's live view
                 flash(f"Launched {len(new_ids)} run(s): {', '.join(new_ids)}")
                 st.rerun()
 
