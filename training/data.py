@@ -111,7 +111,7 @@ def load_export(export_dir: Path, *, max_clip_s: float, par_max_slots: int = 16)
         source = cut.recording.sources[0].source
         clips[cut.id] = ClipRecord(cut.id, _resolve_source(str(source), export_dir), float(cut.recording.duration),
                                    ids)
-        capped.append(cut.truncate(duration=max_clip_s) if cut.duration > max_clip_s else cut)
+        capped.append(cut.truncate(duration=max_clip_s, preserve_id=True) if cut.duration > max_clip_s else cut)
     if not clips:
         raise ExportError(cuts_path, "no cuts", "at least one clip", "re-export with a larger K")
     return Export(dir=export_dir, record=record, labels=labels, clips=clips, cuts=CutSet.from_cuts(capped),
@@ -218,5 +218,9 @@ def make_ordered_sampler(cuts, *, max_batch_s: float):
 
 
 def make_loader(dataset: ClipBatches, batches: EpochBatches, num_workers: int, pin_memory: bool):
+    # Its own generator: a DataLoader iterator otherwise draws its worker seed from the global torch RNG, so a
+    # resumed run (which opens a loader mid-epoch) would shift the SpecAugment/dropout draws of an unbroken run.
+    generator = torch.Generator().manual_seed(dataset.seed * 1_000_003 + batches.epoch)
     return torch.utils.data.DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
-                                       pin_memory=pin_memory, prefetch_factor=4 if num_workers else None)
+                                       pin_memory=pin_memory, prefetch_factor=4 if num_workers else None,
+                                       generator=generator)
