@@ -423,6 +423,8 @@ def cancel_slurm(job_id: str) -> None:
 def job_state(backend: str, backend_id: str | None, meta: dict, run_dir: Path) -> tuple[str, str]:
     """The state the backend reports now: queued | running | finished | failed | cancelled | unknown."""
     if backend == "local":
+        if not meta.get("pid"):
+            return "queued", ""  # recorded, not started yet
         if local_alive(meta):
             return "running", ""
         ended = read_exit(run_dir)

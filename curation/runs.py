@@ -24,6 +24,7 @@ import math
 import os
 import secrets
 import sys
+import threading
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +42,7 @@ EXPORTS_DIR_ENV = "UTS_EXPORTS_DIR"
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 ACTIVE = store_runs.ACTIVE_STATES
 SWEEP_KS = (800, 1000, 1500, 2000, 3000)
+_REFRESH_LOCK = threading.RLock()  # held by every write to a run row of this process (see refresh_runs)
 FAILED_LOG_LINES = 15  # lines of train.log kept in the message of a failed run
 # Keys that differ between runs by construction: never part of a config diff or of "differs only in K".
 _RUN_SPECIFIC_KEYS = {"out", "out_dir", "run_dir", "run_id", "created_at", "argv", "dir", "export_dir", "sweep_id",
@@ -193,6 +195,12 @@ def _launch_one(con: duckdb.DuckDBPyConnection, request: LaunchRequest, export: 
     config = {**{k: v for k, v in asdict(request).items() if k not in ("ks", "by", "env", "workdir")},
               "export_id": int(export["export_id"]), "k": int(export["k"]), "export_dir": export["out_dir"],
               "probe_tasks": list(job.probe_tasks)}
+    with _REFRESH_LOCK:
+        return _start_one(con, request, job, export, config, run_id, run_dir, sweep_id)
+
+
+def _start_one(con, request: LaunchRequest, job: launcher.JobSpec, export: dict, config: dict, run_id: str,
+               run_dir: Path, sweep_id: str | None) -> str:
     with store.transaction(con):
         store_runs.insert_run(con, {
             "run_id": run_id, "export_id": int(export["export_id"]), "k": int(export["k"]),
@@ -220,14 +228,17 @@ def refresh_runs(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str] | None =
     state changes. This is also how an app restart re-attaches: a run whose process is alive (same pid, start
     time and script) stays running; one whose process is gone is finished (job_exit.json rc 0) or failed with
     the last lines of its log. Returns (run_id, old state, new state) for every change."""
-    rows = store_runs.active_runs(con)
-    if run_ids is not None:
-        wanted = set(run_ids)
-        rows = [r for r in rows if r["run_id"] in wanted]
-    changes = []
-    for row in rows:
-        changes.extend(_refresh_one(con, row))
-    return changes
+    # One refresh at a time in this process: two browser sessions following the same run would otherwise
+    # import the same lines at once, and DuckDB fails one of the two transactions on the write conflict.
+    with _REFRESH_LOCK:
+        rows = store_runs.active_runs(con)
+        if run_ids is not None:
+            wanted = set(run_ids)
+            rows = [r for r in rows if r["run_id"] in wanted]
+        changes = []
+        for row in rows:
+            changes.extend(_refresh_one(con, row))
+        return changes
 
 
 def _refresh_one(con: duckdb.DuckDBPyConnection, row: dict) -> list[tuple[str, str, str]]:
@@ -272,16 +283,17 @@ def cancel_run(con: duckdb.DuckDBPyConnection, run_id: str, by: str | None = Non
     from curation.permissions import authorize
 
     by = authorize("runs", by)
-    row = _require_run(con, run_id)
-    if row["state"] not in ACTIVE:
-        raise RunError(f"run {run_id} is already {row['state']}: only queued or running runs can be cancelled")
-    if row["backend"] == "local":
-        launcher.cancel_local(row["backend_meta"] or {})
-    elif row["backend"] == "slurm" and row["backend_id"]:
-        launcher.cancel_slurm(row["backend_id"])
-    with store.transaction(con):
-        store_runs.update_run(con, run_id, state="cancelled", ended_at=store.now_utc(),
-                              message=f"cancelled{f' by {by}' if by else ''}")
+    with _REFRESH_LOCK:
+        row = _require_run(con, run_id)
+        if row["state"] not in ACTIVE:
+            raise RunError(f"run {run_id} is already {row['state']}: only queued or running runs can be cancelled")
+        if row["backend"] == "local" and (row["backend_meta"] or {}).get("pid"):
+            launcher.cancel_local(row["backend_meta"])
+        elif row["backend"] == "slurm" and row["backend_id"]:
+            launcher.cancel_slurm(row["backend_id"])
+        with store.transaction(con):
+            store_runs.update_run(con, run_id, state="cancelled", ended_at=store.now_utc(),
+                                  message=f"cancelled{f' by {by}' if by else ''}")
 
 
 def _require_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:

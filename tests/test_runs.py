@@ -220,3 +220,31 @@ def test_lines_outside_the_fast_reader_keep_extra_keys_and_turn_non_numbers_into
     assert rows[0][:3] == (0, 2.0, 1e-3)
     assert rows[1][1] is None and json.loads(rows[1][3]) == {"tokens": 12}
     assert rows[2][1] is None and rows[2][2] is None and rows[2][3] is None
+
+
+def test_two_sessions_refreshing_the_same_run_at_once_import_it_once(con, tmp_path):
+    import threading
+
+    run_dir = tmp_path / "r8"
+    write_config(run_dir)
+    append_lines(run_dir / "metrics.jsonl", [train_line(0)])
+    import_run_dir(con, run_dir)
+    append_lines(run_dir / "metrics.jsonl", [train_line(s) for s in range(1, 2001)])
+    errors = []
+    start = threading.Barrier(4)
+
+    def session():
+        cursor = con.cursor()  # a cursor per thread, as the app's sessions have
+        start.wait()
+        try:
+            refresh_runs(cursor)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert con.execute("SELECT count(*), max(step) FROM run_metrics WHERE run_id = 'r8'").fetchall() == [(2001, 2000)]
