@@ -248,3 +248,22 @@ def test_two_sessions_refreshing_the_same_run_at_once_import_it_once(con, tmp_pa
         thread.join()
     assert errors == []
     assert con.execute("SELECT count(*), max(step) FROM run_metrics WHERE run_id = 'r8'").fetchall() == [(2001, 2000)]
+
+
+def test_per_tag_ap_is_set_against_audited_precision(corpus, tmp_path):
+    from curation.audit import create_campaign, next_item, submit
+
+    con = corpus
+    campaign_id = create_campaign(con, "pilot", sample_size=30, by="ana", annotators_per_clip=1, seed=0)
+    while (item := next_item(con, campaign_id, "bo")) is not None:
+        verdicts = {tag: ("wrong" if tag == "t2" else "unsure" if tag == "t3" else "correct") for tag in item.tags}
+        submit(con, item, "bo", verdicts)
+    record = export_vocabulary(con, k=4, out_dir=tmp_path / "e", by="ana")
+    run_dir = tmp_path / "runs" / "audited"
+    write_config(run_dir, export={"export_id": record.export_id, "k": 4})
+    write_tag_ap(run_dir, 5, {"t1": 0.9, "t2": 0.3, "t3": 0.5}, {"t1": 3, "t2": 2, "t3": 2})
+    import_run_dir(con, run_dir)
+    frame = tag_ap_frame(con, "audited", campaign="pilot").set_index("tag")
+    assert frame.loc["t1", "audit_precision"] == 1.0 and frame.loc["t2", "audit_precision"] == 0.0
+    assert frame.loc["t1", "judged"] == 25  # t1 is on every clip with i % 7 >= 1
+    assert frame.loc["t3", "judged"] == 0 and frame["audit_precision"].isna()["t3"]

@@ -166,3 +166,29 @@ def test_the_runs_page_shows_an_imported_run_with_its_lineage(demo_db, tmp_path,
     assert _metric(app, "State") == "finished" and _metric(app, "K") == "20"
     assert any("export #3 (K=20" in m.value for m in app.markdown)
     assert _frame_with(app, "pooling")["mean"].round(2).tolist() == [0.63, 0.58]
+
+
+def test_a_sweep_from_the_page_makes_one_export_and_one_run_per_k(demo_db, monkeypatch):
+    if not (PROJECT / "training" / "pretrain.py").exists():
+        pytest.skip("training/pretrain.py (issue 6) is not in this checkout yet")
+    from curation.runs import cancel_run, config_diff
+
+    app = open_app_page(demo_db, monkeypatch, "views/runs.py", name="ana")
+    app.radio(key="launch_source").set_value("sweep K").run()
+    app.text_input(key="launch_ks").set_value("5, 10, 100000")
+    app.number_input(key="launch_steps").set_value(100_000)
+    app.button(key="launch_button").click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    con = store.connect(demo_db)
+    try:
+        runs = store_runs.runs_in(con, store_runs.runs_frame(con)["run_id"].tolist())
+        n_tags = int(store_runs.exports_frame(con)["vocabulary_size"].max())
+        for run in runs:  # the sweep's settings were checked; its jobs need not train here
+            cancel_run(con, run["run_id"], by="ana")
+    finally:
+        con.close()
+    assert sorted(r["k"] for r in runs) == [5, 10, n_tags]  # 100000 clipped to the vocabulary size
+    assert len({r["export_id"] for r in runs}) == 3 and len({r["sweep_id"] for r in runs}) == 1
+    assert set(config_diff(runs).index) == {"export_id", "k"}  # everything else equal
+    for run in runs:
+        launcher._children[int(run["backend_id"])].wait(timeout=60)
