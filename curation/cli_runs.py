@@ -47,6 +47,8 @@ def add_runs_commands(commands, db_argument) -> None:
                                               "exports/ beside the database)")
     launch.add_argument("--workdir", help="folder the job runs in, holding the training package (default: this "
                                           "project; e.g. the checkout on the cluster's shared file system)")
+    launch.add_argument("--python", help="interpreter of the job (default: this one; on a cluster, the python of "
+                                         "its environment)")
     launch.add_argument("--by", required=True, help="who launches (stored with the run and its exports)")
 
     listing = actions.add_parser("list", help="runs (newest first) with state, K, step and val mAP")
@@ -82,7 +84,7 @@ def run_runs_command(args: argparse.Namespace) -> int:
                 nodes=args.nodes, batch_seconds=args.batch_seconds, lr=args.lr, export_id=args.export_id,
                 ks=tuple(args.k or ()), rank_by=args.rank_by, probe_tasks=tuple(args.probe_task),
                 backend=args.backend, env=env, extra_set=tuple(args.extra_set), partition=args.partition,
-                time_limit=args.time_limit, workdir=args.workdir, by=args.by)
+                time_limit=args.time_limit, workdir=args.workdir, python=args.python, by=args.by)
             run_ids = runs.launch_runs(con, request, runs_root=Path(args.runs_dir) if args.runs_dir else None,
                                        exports_root=Path(args.exports_dir) if args.exports_dir else None)
             for run_id in run_ids:

@@ -452,3 +452,13 @@ def log_tail(run_dir: Path, lines: int = 40, max_bytes: int = 64_000) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
+
+
+def job_script(run_dir: Path) -> str:
+    """The script a job runs (RUN_DIR/job.sbatch or job.sh), or "" for a run not launched from here."""
+    for name in (SBATCH_NAME, DRIVER_NAME):
+        try:
+            return (Path(run_dir) / name).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+    return ""

@@ -117,6 +117,7 @@ class LaunchRequest:
     partition: str | None = None
     time_limit: str | None = None
     workdir: str | None = None  # folder holding the training package (default: this project)
+    python: str | None = None  # interpreter of the job (default: the app's own; on a cluster, its venv's python)
     by: str | None = None
 
     def check(self) -> None:
@@ -189,7 +190,8 @@ def _launch_one(con: duckdb.DuckDBPyConnection, request: LaunchRequest, export: 
         steps=int(request.steps), device=request.device, gpus=int(request.gpus), nodes=int(request.nodes),
         batch_seconds=request.batch_seconds, lr=request.lr, extra_set=tuple(request.extra_set),
         probe_tasks=tuple(str(Path(t).resolve()) for t in request.probe_tasks), env=dict(request.env),
-        python=sys.executable, workdir=Path(request.workdir) if request.workdir else launcher.PROJECT_ROOT,
+        python=request.python or sys.executable,
+        workdir=Path(request.workdir) if request.workdir else launcher.PROJECT_ROOT,
         partition=request.partition, time_limit=request.time_limit)
     job.check()
     config = {**{k: v for k, v in asdict(request).items() if k not in ("ks", "by", "env", "workdir")},
@@ -585,6 +587,7 @@ class RunDetail:
     metrics: pd.DataFrame  # run_id, step, kind, time_s, loss, ..., val_map
     probes: pd.DataFrame
     log: str  # the last lines of train.log
+    script: str  # the job's driver script (job.sh) or sbatch script, as written
 
     @property
     def active(self) -> bool:
@@ -595,7 +598,8 @@ def run_detail(con: duckdb.DuckDBPyConnection, run_id: str, log_lines: int = 40)
     row = _require_run(con, run_id)
     return RunDetail(run=row, metrics=store_runs.metrics_frame(con, [run_id]),
                      probes=store_runs.probe_frame(con, [run_id]),
-                     log=launcher.log_tail(Path(row["run_dir"]), log_lines))
+                     log=launcher.log_tail(Path(row["run_dir"]), log_lines),
+                     script=launcher.job_script(Path(row["run_dir"])))
 
 
 def runs_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -218,6 +218,10 @@ def test_fake_slurm_drives_queued_running_finished(corpus, tmp_path, monkeypatch
     state_file.write_text("COMPLETED")  # squeue no longer lists it; sacct knows how it ended
     assert refresh_runs(corpus) == [(run["run_id"], "running", "finished")]
     assert "sacct -n -X -P -j 4242 -o State,ExitCode" in calls.read_text()
+    from curation.runs import run_detail
+
+    script = run_detail(corpus, run["run_id"]).script
+    assert "#SBATCH --nodes=2" in script and "--rdzv_backend=c10d" in script
 
 
 def test_fake_slurm_cancel_and_failure(corpus, tmp_path, monkeypatch):

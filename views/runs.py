@@ -54,12 +54,16 @@ with st.expander("Launch a run", expanded=st.session_state.get("launch_open", Fa
     lr = c2.number_input("Learning rate", 1e-6, 1.0, 1e-3, format="%.1e", key="launch_lr")
     backend = c3.selectbox("Backend", BACKENDS, key="launch_backend")
     gpus = c4.number_input("GPUs (processes) per node", 1, 64, 1, key="launch_gpus")
-    nodes, partition, time_limit = 1, None, None
+    nodes, partition, time_limit, workdir, python = 1, None, None, None, None
     if backend == "slurm":
         s1, s2, s3 = st.columns(3)
         nodes = s1.number_input("Nodes", 1, 512, 1, key="launch_nodes")
         partition = s2.text_input("Partition", key="launch_partition") or None
         time_limit = s3.text_input("Time limit", placeholder="24:00:00", key="launch_time") or None
+        s1, s2 = st.columns(2)
+        workdir = s1.text_input("Project folder on the cluster", placeholder="this checkout",
+                                key="launch_workdir") or None
+        python = s2.text_input("Python on the cluster", placeholder="this app's python", key="launch_python") or None
     probes = st.text_area("Probe tasks to run afterwards (one task CSV path per line)", key="launch_probes")
     a1, a2 = st.columns(2)
     env_text = a1.text_area("Environment overrides (KEY=VALUE per line)", key="launch_env")
@@ -75,7 +79,7 @@ with st.expander("Launch a run", expanded=st.session_state.get("launch_open", Fa
                     ks=ks, probe_tasks=tuple(p.strip() for p in probes.splitlines() if p.strip()),
                     backend=backend, env=parse_key_values(env_text, "environment overrides"),
                     extra_set=tuple(f"{k}={v}" for k, v in parse_key_values(set_text, "training settings").items()),
-                    partition=partition, time_limit=time_limit, by=name)
+                    partition=partition, time_limit=time_limit, workdir=workdir, python=python, by=name)
                 new_ids = launch_runs(db_cursor(), request)
             except UtsError as exc:
                 st.error(str(exc))
@@ -169,5 +173,7 @@ with st.expander(f"Decisions included ({len(trace.decisions):,})"):
     st.dataframe(trace.decisions, hide_index=True, width="stretch", key="lineage_decisions")
 with st.expander("Command, environment, run directory"):
     st.code(run["command"] or "(not started)", language="bash")
+    if detail.script:
+        st.code(detail.script, language="bash")
     st.json({"run_dir": run["run_dir"], "backend": run["backend"], "backend_id": run["backend_id"],
              "env": run["env"], "config": run["config"], "created_by": run["created_by"]})
