@@ -192,3 +192,13 @@ def test_a_sweep_from_the_page_makes_one_export_and_one_run_per_k(demo_db, monke
     assert set(config_diff(runs).index) == {"export_id", "k"}  # everything else equal
     for run in runs:
         launcher._children[int(run["backend_id"])].wait(timeout=60)
+
+
+def test_both_pages_render_on_an_empty_database(db_path, monkeypatch):
+    app = open_app_page(db_path, monkeypatch, "views/runs.py", name="ana")
+    assert "No runs yet" in app.info[0].value
+    app.button(key="launch_button").click().run()
+    assert not app.exception
+    assert "no tags" in app.error[0].value  # export now at K on an empty corpus says why it cannot
+    app = open_app_page(db_path, monkeypatch, "views/compare.py", name="ana")
+    assert "No runs yet" in app.info[0].value
