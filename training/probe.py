@@ -130,11 +130,13 @@ def resolve_checkpoint(path: Path) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict:
+    import pickle
+
     import torch
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
         raise CheckpointError(path, f"an unreadable file ({type(exc).__name__})", "a checkpoint written by "
                               "training.pretrain", "point --checkpoint at a run directory or its last.pt") from None
     if not isinstance(ckpt, dict) or not {"model", "config", "labels", "n_slots"} <= set(ckpt):

@@ -132,9 +132,11 @@ def run_training(cfg: TrainConfig, export_dir: Path, out: Path, device: str, arg
     last_path = out / "checkpoints" / "last.pt"
     resume = None
     if last_path.exists():
+        import pickle
+
         try:
             resume = torch.load(last_path, map_location="cpu", weights_only=False)
-        except (RuntimeError, EOFError, OSError) as exc:
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
             raise CheckpointError(last_path, f"an unreadable file ({exc})", "a checkpoint written by the trainer",
                                   "remove last.pt to resume from an older step_N.pt copied to last.pt") from None
         saved = config_from_dict(resume["config"])
