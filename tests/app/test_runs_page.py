@@ -70,8 +70,6 @@ def _metric(app, label: str) -> str:
     return next(m.value for m in app.metric if m.label == label)
 
 
-@pytest.mark.skipif(not (PROJECT / "training" / "pretrain.py").exists(),
-                    reason="training/pretrain.py (issue 6) is not in this checkout yet")
 def test_a_tiny_cpu_run_launched_from_the_page_finishes_and_its_curve_appears(demo_db, monkeypatch):
     app = open_app_page(demo_db, monkeypatch, "views/runs.py", name="ana")
     assert "No runs yet" in app.info[0].value
