@@ -15,7 +15,6 @@ from curation.demo import build_and_ingest_demo
 from curation.export import export_vocabulary
 from curation.runs import import_run_dir
 
-PROJECT = Path(__file__).resolve().parents[2]
 TRAINING_SETTINGS = "num_workers=0\nval_every=2\nlog_every=1\nval_fraction=0.1"
 
 
@@ -97,8 +96,6 @@ def test_a_tiny_cpu_run_launched_from_the_page_finishes_and_its_curve_appears(de
 
 
 def test_cancel_from_the_page_ends_the_run(demo_db, monkeypatch):
-    if not (PROJECT / "training" / "pretrain.py").exists():
-        pytest.skip("training/pretrain.py (issue 6) is not in this checkout yet")
     app = open_app_page(demo_db, monkeypatch, "views/runs.py", name="ana")
     _launch_from_page(app, k=10, steps=100_000)
     assert _metric(app, "State") == "running"
@@ -167,8 +164,6 @@ def test_the_runs_page_shows_an_imported_run_with_its_lineage(demo_db, tmp_path,
 
 
 def test_a_sweep_from_the_page_makes_one_export_and_one_run_per_k(demo_db, monkeypatch):
-    if not (PROJECT / "training" / "pretrain.py").exists():
-        pytest.skip("training/pretrain.py (issue 6) is not in this checkout yet")
     from curation.runs import cancel_run, config_diff
 
     app = open_app_page(demo_db, monkeypatch, "views/runs.py", name="ana")
