@@ -21,6 +21,8 @@ import os
 import re
 import secrets
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -189,3 +191,33 @@ def user_for_email(path: Path, email: str | None) -> User | None:
         if (user.email or "") == wanted or user.name.lower() == wanted:
             return user
     return None
+
+
+class SignInThrottle:
+    """Slows password guessing: after ``max_failures`` failed sign-ins for one name (known or not, so it tells
+    nothing about which names exist), that name is refused for ``lockout_s`` seconds. One per app process."""
+
+    def __init__(self, max_failures: int = 5, lockout_s: float = 30.0, clock=time.monotonic) -> None:
+        self.max_failures, self.lockout_s, self.clock = max_failures, lockout_s, clock
+        self._failures: dict[str, tuple[int, float]] = {}  # name -> (consecutive failures, time of the last)
+        self._lock = threading.Lock()
+
+    def wait_s(self, name: str) -> float:
+        """Seconds until ``name`` may try again (0: now)."""
+        with self._lock:
+            count, last = self._failures.get(name, (0, 0.0))
+        if count < self.max_failures:
+            return 0.0
+        return max(0.0, last + self.lockout_s - self.clock())
+
+    def failed(self, name: str) -> None:
+        with self._lock:
+            count, last = self._failures.get(name, (0, 0.0))
+            if count >= self.max_failures and self.clock() >= last + self.lockout_s:
+                count = 0  # the lockout is over: a new series of tries
+            self._failures[name] = (count + 1, self.clock())
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)
+

@@ -15,7 +15,7 @@ from curation.ingest import ingest_path
 from helpers import PROJECT, make_cut, open_app_page, write_jsonl
 
 CURATOR_PAGES = {"overview", "browse", "vocabulary", "tag_map", "audit", "audit_dashboard"}
-RUNS_PAGES = {"runs", "compare"}  # admin only (ability "runs"), when the app registers them
+RUNS_PAGES = {"runs", "compare", "extraction"}  # admin only (ability "runs"), when the app registers them
 
 
 @pytest.fixture
@@ -83,14 +83,28 @@ def test_a_users_file_requires_sign_in_and_rejects_a_wrong_password(app_db, user
     assert "Working as" not in [box.label for box in app.sidebar.text_input]  # no free-text name when signed in
 
 
+def test_repeated_wrong_passwords_lock_the_name_even_for_the_right_one(app_db, users_file, monkeypatch):
+    app = open_app_page(app_db, monkeypatch)
+    for _ in range(5):
+        _sign_in(app, "throttled", "wrong password")
+    users.add_user(users_file, "throttled", role="curator", password="the right one")
+    _sign_in(app, "throttled", "the right one")
+    assert any("Too many failed sign-ins" in e.value for e in app.error)
+    assert [t.value for t in app.title] == ["Sign in to UTS Studio"]
+
+
 def test_each_role_sees_only_its_pages(app_db, users_file, monkeypatch):
+    monkeypatch.setenv("UTS_AUTH", "local")
+    everything = _pages(open_app_page(app_db, monkeypatch, name="x"))
+    monkeypatch.delenv("UTS_AUTH")
     seen = {}
     for name in ("bo", "ana", "root"):
         app = _sign_in(open_app_page(app_db, monkeypatch), name, f"{name}'s long password")
         seen[name] = _pages(app)
     assert seen["bo"] == {"overview", "audit"}
     assert seen["ana"] == CURATOR_PAGES
-    assert seen["root"] >= CURATOR_PAGES and seen["root"] - CURATOR_PAGES <= RUNS_PAGES
+    assert seen["root"] == everything  # admins see every page the app registers (runs, tagging jobs, ...)
+    assert everything - CURATOR_PAGES <= RUNS_PAGES
     app = _sign_in(open_app_page(app_db, monkeypatch), "bo", "bo's long password")
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         app.switch_page("views/vocabulary.py")  # not registered, so no deep link reaches it either

@@ -144,3 +144,23 @@ def test_users_file_defaults_beside_the_database(tmp_path, monkeypatch):
     monkeypatch.setenv(users.USERS_FILE_ENV_VAR, str(tmp_path / "elsewhere.json"))
     assert users.users_file_path(tmp_path / "uts.duckdb") == tmp_path / "elsewhere.json"
     assert store.resolve_db_path(tmp_path / "uts.duckdb").parent == tmp_path
+
+
+def test_sign_in_throttle_locks_a_name_after_repeated_failures():
+    now = [100.0]
+    throttle = users.SignInThrottle(max_failures=3, lockout_s=30, clock=lambda: now[0])
+    for _ in range(2):
+        throttle.failed("ana")
+    assert throttle.wait_s("ana") == 0
+    throttle.failed("ana")
+    assert throttle.wait_s("ana") == 30 and throttle.wait_s("bo") == 0
+    now[0] += 29
+    assert throttle.wait_s("ana") == pytest.approx(1)
+    now[0] += 1
+    assert throttle.wait_s("ana") == 0
+    throttle.failed("ana")  # a new series after the lockout
+    assert throttle.wait_s("ana") == 0
+    throttle.succeeded("ana")
+    for _ in range(3):
+        throttle.failed("nobody-by-this-name")  # unknown names are throttled alike
+    assert throttle.wait_s("nobody-by-this-name") > 0

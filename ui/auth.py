@@ -22,7 +22,7 @@ import streamlit as st
 
 from curation import permissions
 from curation.permissions import Actor
-from curation.users import UsersFileError, user_for_email, users_file_path, verify_password
+from curation.users import SignInThrottle, UsersFileError, user_for_email, users_file_path, verify_password
 from ui.db import db_path
 from ui.text import escape_markdown
 
@@ -35,7 +35,7 @@ _ACTOR_KEY = "_uts_actor"
 # someone lists them (safe by default).
 PAGE_ABILITIES: dict[str, str | None] = {
     "overview": None, "audit": "audit", "browse": "browse", "audit_dashboard": "browse", "vocabulary": "decide",
-    "tag_map": "decide", "runs": "runs", "extraction": "runs", "compare": "runs", "run_compare": "runs", "runs_compare": "runs",
+    "tag_map": "decide", "runs": "runs", "compare": "runs", "extraction": "runs",  # compute jobs: admins
 }
 FALLBACK_ABILITY = "users"
 
@@ -121,14 +121,25 @@ def _password_actor() -> Actor:
         user_name = st.text_input("User name", key="sign_in_name")
         password = st.text_input("Password", type="password", key="sign_in_password")
         if st.form_submit_button("Sign in"):
-            user = verify_password(path, user_name.strip(), password)
-            if user is None:
+            throttle, name = _throttle(), user_name.strip()
+            wait_s = throttle.wait_s(name)
+            user = verify_password(path, name, password) if wait_s == 0 else None
+            if wait_s > 0:
+                st.error(f"Too many failed sign-ins for this name: try again in {wait_s:.0f} s.")
+            elif user is None:
+                throttle.failed(name)
                 st.error("Unknown user name or wrong password.")
             else:
+                throttle.succeeded(name)
                 st.session_state[_SESSION_KEY] = user.name
                 st.rerun()
     st.stop()
     raise AssertionError("unreachable")  # st.stop() raises
+
+
+@st.cache_resource(show_spinner=False)
+def _throttle() -> SignInThrottle:
+    return SignInThrottle()
 
 
 def _oidc_actor() -> Actor:
