@@ -37,7 +37,7 @@ if can("campaign"):
                         st.error(str(exc))
 
 if campaigns.empty:
-    st.info("No audit campaign yet: create one above.")
+    st.info("No audit campaign yet: " + ("create one above." if can("campaign") else "a curator creates one."))
     st.stop()
 
 st.dataframe(campaigns[["campaign_id", "name", "created_by", "sample_size", "annotators_per_clip", "slots",
