@@ -176,3 +176,33 @@ def test_decisions_export_and_replay_from_the_command_line(curated, db_path, tmp
     assert main(["ingest", str(_manifest(tmp_path)), "--db", str(fresh)]) == 0
     assert main(["decisions", "replay", str(log), "--db", str(fresh)]) == 0
     assert "replay: 7 decisions, 1 suggestion verdicts" in capsys.readouterr().out
+
+
+def test_backup_and_restore_on_a_database_another_process_holds_say_so(curated, db_path, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from helpers import PROJECT
+
+    curated.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from curation import store; con = store.connect(sys.argv[1]); "
+                               "print('held', flush=True); sys.stdin.read()", str(db_path)],
+        cwd=PROJECT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        spare = tmp_path / "spare.duckdb"
+        store.connect(spare).close()
+        assert main(["backup", "--db", str(db_path), "--out", str(tmp_path / "never.duckdb")]) == 2
+        assert main(["restore", str(spare), "--db", str(db_path), "--force"]) == 2
+        errors = capsys.readouterr().err
+        assert errors.count("in use by another process") == 2
+        assert not (tmp_path / "never.duckdb").exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    con = store.connect(db_path)  # untouched by the refused restore
+    try:
+        assert con.execute("SELECT count(*) FROM clips").fetchall() == [(8,)]
+    finally:
+        con.close()
