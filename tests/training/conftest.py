@@ -54,3 +54,16 @@ def write_export(root: Path, n_clips: int = 24, *, seed: int = 0, extra_tag: str
 @pytest.fixture
 def tiny_export(tmp_path: Path) -> Path:
     return write_export(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread(monkeypatch):
+    """Tiny models on a 2-core machine shared with other jobs: spinning OpenMP threads made steps 2-5x slower than
+    one thread (measured); subprocesses (resume, torchrun) inherit OMP_NUM_THREADS=1."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
