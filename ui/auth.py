@@ -117,7 +117,7 @@ def _password_actor() -> Actor:
                  "with `python -m curation users add NAME --role admin`.")
         st.stop()
     st.title("Sign in to UTS Studio")
-    with st.form("sign_in"):
+    with st.form("sign_in", clear_on_submit=True):  # the password never lingers in session state
         user_name = st.text_input("User name", key="sign_in_name")
         password = st.text_input("Password", type="password", key="sign_in_password")
         if st.form_submit_button("Sign in"):
