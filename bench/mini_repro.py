@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 table[("_metric", "")][name] = f"{metric} ({len(r['folds'])} folds, {r['n_clips']} clips)"
     names = list(task_paths)
     print()
-    print(f"| encoder | pooling | " + " | ".join(names) + " |")
+    print("| encoder | pooling | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
     print("| (metric) | | " + " | ".join(table[("_metric", "")][n] for n in names) + " |")
     order = ["random init", "fbank"] + [o.upper() for o in runs]
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             cells = table.get((row, pooling), {})
             print(f"| {row} | {pooling} | " + " | ".join(cells.get(n, "") for n in names) + " |")
     total = time.perf_counter() - t0
-    print(f"\npre-training: " + ", ".join(f"{o} {s:.0f} s" for o, s in train_seconds.items())
+    print("\npre-training: " + ", ".join(f"{o} {s:.0f} s" for o, s in train_seconds.items())
           + f"; total {total:.0f} s ({args.size}, {args.steps} steps each)")
     return 0
 

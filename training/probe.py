@@ -76,7 +76,7 @@ def read_task(path: Path) -> Task:
             rows = [(n, record) for n, record in enumerate(reader, start=2)]
     if not rows:
         raise TaskFileError(path, None, "no rows", "at least two labelled clips", "add rows to the task file")
-    audio, labels, groups, splits = [], [], [], []
+    audio, labels, groups, splits, raw_labels = [], [], [], [], []
     has_group = all(r.get("group") not in (None, "") for _, r in rows)
     has_split = all(r.get("split") not in (None, "") for _, r in rows)
     for n, record in rows:
@@ -96,6 +96,7 @@ def read_task(path: Path) -> Task:
                                 "an existing audio file (relative paths resolve against the task file's folder)",
                                 "fix the path")
         audio.append(str(resolved))
+        raw_labels.append(str(label))
         labels.append([part.strip() for part in str(label).split(";") if part.strip()])
         if has_group:
             groups.append(str(record["group"]))
@@ -104,8 +105,7 @@ def read_task(path: Path) -> Task:
             if split not in SPLITS:
                 raise TaskFileError(path, n, f"split '{record['split']}'", "train or test", "fix the split column")
             splits.append(split)
-    multi = any(";" in str(r.get("label") if not isinstance(r.get("label"), list) else ";".join(r["label"]))
-                for _, r in rows)
+    multi = any(";" in raw for raw in raw_labels)
     classes = sorted({c for ls in labels for c in ls})
     if len(classes) < 2:
         raise TaskFileError(path, None, f"one class {classes}", "at least two classes", "add clips of another class")
@@ -160,7 +160,7 @@ def extract_features(task: Task, ckpt: dict, encoder_kind: str, *, max_clip_s: f
 
     from training.config import config_from_dict
     from training.features import SAMPLE_RATE_HZ, Frontend, read_audio
-    from training.model import Encoder, frames_after_subsampling
+    from training.model import Encoder
 
     dev = torch.device(device)
     frontend = Frontend().to(dev)

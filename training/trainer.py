@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -127,6 +126,9 @@ def run_training(cfg: TrainConfig, export_dir: Path, out: Path, device: str, arg
         raise UsageError("--device cuda: no CUDA device is visible to this process; use --device cpu")
     rank, world, local_rank = _dist_setup(device)
     dev = torch.device(f"cuda:{local_rank}" if device == "cuda" else "cpu")
+    if dev.type == "cuda":  # TF32 for whatever runs outside the bf16 autocast (fbank stays float32 by design)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     amp = device == "cuda" and cfg.bf16
     out = Path(out).resolve()
     last_path = out / "checkpoints" / "last.pt"
@@ -321,6 +323,3 @@ def _barrier(world: int) -> None:
 
         dist.barrier()
 
-
-if __name__ == "__main__":  # pragma: no cover - use python -m training.pretrain
-    sys.exit("use: python -m training.pretrain --help")
