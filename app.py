@@ -25,6 +25,7 @@ pages = [
     st.Page("views/extraction.py", title="Tagging jobs", icon=":material/auto_awesome:"),
     st.Page("views/runs.py", title="Runs", icon=":material/model_training:"),
     st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
+    st.Page("views/users.py", title="Users", icon=":material/group:"),
 ]
 # Sign-in (when configured) before any page runs; a role sees only its pages (ui/auth.PAGE_ABILITIES).
 actor = sign_in()

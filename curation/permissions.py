@@ -30,6 +30,10 @@ ROLES = ("annotator", "curator", "admin")
 # campaigns; export: write vocabulary exports; runs: launch and import training runs; users: manage sign-ins.
 ABILITIES = ("audit", "browse", "decide", "campaign", "export", "runs", "users")
 
+ABILITY_TEXT = {"audit": "judging clips in an audit", "browse": "browsing the corpus",
+                "decide": "making curation decisions", "campaign": "creating audit campaigns",
+                "export": "exporting vocabularies", "runs": "launching runs and tagging jobs", "users": "managing users"}
+
 ROLE_ABILITIES: dict[str, frozenset[str]] = {
     "annotator": frozenset({"audit"}),
     "curator": frozenset({"audit", "browse", "decide", "campaign", "export"}),
@@ -71,7 +75,7 @@ def require(actor: Actor | None, ability: str) -> Actor:
                                     ability=ability)
     if not actor.can(ability):
         raise PermissionDeniedError(
-            f"{actor.name!r} (role {actor.role}) may not {ability}: that needs the role "
+            f"{actor.name!r} (role {actor.role}) may not {ability}: {ABILITY_TEXT[ability]} needs the role "
             f"{' or '.join(roles_with(ability))}; ask an admin (python -m curation users set-role)",
             actor=actor, ability=ability)
     return actor

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from curation.errors import UtsError
+from curation import permissions
 from curation.permissions import ROLES
 
 USERS_FILE_ENV_VAR = "UTS_USERS_FILE"
@@ -111,6 +112,7 @@ def add_user(path: Path, name: str, *, role: str, password: str | None = None, e
              replace: bool = False) -> User:
     """Add (or with replace=True, reset) a user. Without a password the user can only sign in through the
     identity provider, matched by ``email`` (or by ``name`` when it is an email address)."""
+    permissions.authorize("users")  # in the app: admins only
     if not isinstance(name, str) or not _NAME.match(name):
         raise UsersFileError(f"user name {name!r}: expected 1-64 letters, digits or . _ @ + - (starting with a "
                              "letter or digit)")
@@ -135,6 +137,7 @@ def add_user(path: Path, name: str, *, role: str, password: str | None = None, e
 
 
 def remove_user(path: Path, name: str) -> None:
+    permissions.authorize("users")
     data = _load(path)
     if name not in data["users"]:
         raise UsersFileError(f"no user {name!r} in {path}; `python -m curation users list` shows who is there")
@@ -143,6 +146,7 @@ def remove_user(path: Path, name: str) -> None:
 
 
 def set_role(path: Path, name: str, role: str) -> User:
+    permissions.authorize("users")
     _check_role(role)
     data = _load(path)
     if name not in data["users"]:

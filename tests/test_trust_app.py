@@ -15,7 +15,7 @@ from curation.ingest import ingest_path
 from helpers import PROJECT, make_cut, open_app_page, write_jsonl
 
 CURATOR_PAGES = {"overview", "browse", "vocabulary", "tag_map", "audit", "audit_dashboard"}
-RUNS_PAGES = {"runs", "compare", "extraction"}  # admin only (ability "runs"), when the app registers them
+ADMIN_PAGES = {"runs", "compare", "extraction", "users"}  # abilities "runs" and "users"
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_each_role_sees_only_its_pages(app_db, users_file, monkeypatch):
     assert seen["bo"] == {"overview", "audit"}
     assert seen["ana"] == CURATOR_PAGES
     assert seen["root"] == everything  # admins see every page the app registers (runs, tagging jobs, ...)
-    assert everything - CURATOR_PAGES <= RUNS_PAGES
+    assert everything - CURATOR_PAGES <= ADMIN_PAGES
     app = _sign_in(open_app_page(app_db, monkeypatch), "bo", "bo's long password")
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         app.switch_page("views/vocabulary.py")  # not registered, so no deep link reaches it either
@@ -176,3 +176,23 @@ def test_a_second_process_holding_the_database_gets_a_clear_message(app_db, monk
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+def test_an_admin_manages_users_on_the_users_page(app_db, users_file, monkeypatch):
+    app = _sign_in(open_app_page(app_db, monkeypatch), "root", "root's long password")
+    app.switch_page("views/users.py").run()
+    assert not app.exception, app.exception
+    assert "root" not in app.selectbox(key="edit_user").options  # nobody removes or demotes themselves
+    app.text_input(key="new_user_name").input("cy")
+    app.selectbox(key="new_user_role").set_value("annotator")
+    app.text_input(key="new_user_password").input("cy's long password")
+    app.text_input(key="new_user_password_again").input("cy's long password")
+    app.button(key="FormSubmitter:add_user-Add user").click().run()
+    assert not app.exception, app.exception
+    assert users.verify_password(users_file, "cy", "cy's long password").role == "annotator"
+    app.selectbox(key="edit_user").set_value("bo")
+    app.selectbox(key="edit_user_role").set_value("curator")
+    app.button(key="set_role_button").click().run()
+    assert users.get_user(users_file, "bo").role == "curator"
+    assert any("bo is now curator" in s.value.replace("\\", "") for s in app.success)
+

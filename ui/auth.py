@@ -36,6 +36,7 @@ _ACTOR_KEY = "_uts_actor"
 PAGE_ABILITIES: dict[str, str | None] = {
     "overview": None, "audit": "audit", "browse": "browse", "audit_dashboard": "browse", "vocabulary": "decide",
     "tag_map": "decide", "runs": "runs", "compare": "runs", "extraction": "runs",  # compute jobs: admins
+    "users": "users",
 }
 FALLBACK_ABILITY = "users"
 
@@ -51,7 +52,7 @@ def auth_mode() -> str:
         st.stop()
     if _oidc_configured():
         return "oidc"
-    if _users_file().exists():
+    if users_file().exists():
         return "users"
     return "local"
 
@@ -60,7 +61,8 @@ def _oidc_configured() -> bool:
     return bool(st.secrets.load_if_toml_exists() and "auth" in st.secrets)
 
 
-def _users_file() -> Path:
+def users_file() -> Path:
+    """The users file of this app's database."""
     return users_file_path(db_path())
 
 
@@ -102,7 +104,7 @@ def _local_actor() -> Actor | None:
 
 
 def _password_actor() -> Actor:
-    path = _users_file()
+    path = users_file()
     name = st.session_state.get(_SESSION_KEY)
     if name:
         from curation.users import get_user
@@ -150,7 +152,7 @@ def _oidc_actor() -> Actor:
             st.login()
         st.stop()
     email = st.user.get("email")
-    user = user_for_email(_users_file(), email)
+    user = user_for_email(users_file(), email)
     if user is None:
         st.error(f"Signed in as {email!r}, but no role is assigned to that address: ask an admin to run "
                  f"`python -m curation users add {email or 'EMAIL'} --role annotator|curator|admin --no-password`.")

@@ -1,0 +1,62 @@
+"""Users (admins): who may sign in, with which role; add, change the role of, or remove a user. The same users
+file as `python -m curation users ...`."""
+import streamlit as st
+
+from curation.permissions import ROLES
+from curation.users import UsersFileError, add_user, list_users, remove_user, set_role
+from ui.auth import auth_mode, current_actor, users_file
+from ui.state import flash, show_flash
+
+st.title("Users")
+show_flash()
+path = users_file()
+mode = auth_mode()
+me = current_actor()
+if mode == "local":
+    st.warning("Sign-in is off: this app runs for one person on this machine. Adding the first user turns "
+               "sign-in on (from the next click on), so add yourself as **admin** first.")
+st.caption(f"Users file: `{path}` · sign-in mode: {mode}")
+
+users = list_users(path)
+st.dataframe([{"name": u.name, "role": u.role, "email": u.email or "", "sign-in": "password" if u.has_password
+               else "identity provider", "since": u.created_at} for u in users],
+             hide_index=True, width="stretch", key="users_table")
+
+with st.form("add_user", clear_on_submit=True):
+    st.markdown("**Add a user**")
+    c1, c2, c3 = st.columns(3)
+    name = c1.text_input("User name (or the email the identity provider reports)", key="new_user_name")
+    role = c2.selectbox("Role", ROLES, key="new_user_role")
+    email = c3.text_input("Email (optional, for identity-provider sign-in)", key="new_user_email")
+    p1, p2 = st.columns(2)
+    password = p1.text_input("Password (leave empty for identity-provider sign-in only)", type="password",
+                             key="new_user_password")
+    again = p2.text_input("Password again", type="password", key="new_user_password_again")
+    if st.form_submit_button("Add user"):
+        if password != again:
+            st.error("The two passwords differ.")
+        else:
+            try:
+                user = add_user(path, name.strip(), role=role, password=password or None, email=email.strip() or None)
+                flash(f"Added {user.name} ({user.role}).")
+                st.rerun()
+            except UsersFileError as exc:
+                st.error(str(exc))
+
+others = [u.name for u in users if me is None or u.name != me.name]  # nobody removes or demotes themselves
+if others:
+    st.markdown("**Change a role or remove a user**")
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
+    who = c1.selectbox("User", others, key="edit_user")
+    new_role = c2.selectbox("New role", ROLES, key="edit_user_role")
+    try:
+        if c3.button("Set role", key="set_role_button"):
+            set_role(path, who, new_role)
+            flash(f"{who} is now {new_role}.")
+            st.rerun()
+        if c4.button("Remove", key="remove_user_button"):
+            remove_user(path, who)
+            flash(f"Removed {who}.")
+            st.rerun()
+    except UsersFileError as exc:
+        st.error(str(exc))
