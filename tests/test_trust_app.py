@@ -196,3 +196,9 @@ def test_an_admin_manages_users_on_the_users_page(app_db, users_file, monkeypatc
     assert users.get_user(users_file, "bo").role == "curator"
     assert any("bo is now curator" in s.value.replace("\\", "") for s in app.success)
 
+
+
+def test_the_users_page_in_local_mode_warns_that_the_first_user_turns_sign_in_on(app_db, monkeypatch):
+    app = open_app_page(app_db, monkeypatch, "views/users.py", name="ana")
+    assert any("Adding the first user turns sign-in on" in w.value for w in app.warning)
+    assert app.dataframe[0].value.empty
