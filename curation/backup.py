@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from curation import store, store_backup
+from curation import permissions, store, store_backup
 from curation.errors import UtsError
 
 
@@ -53,6 +53,7 @@ def _remove_with_wal(path: Path) -> None:
 
 def backup_database(con: duckdb.DuckDBPyConnection, out: Path, *, force: bool = False) -> BackupSummary:
     """A consistent copy of ``con``'s database at ``out`` (refused if ``out`` exists, unless ``force``)."""
+    permissions.authorize("backup")  # in the app: admins only
     out = Path(out)
     if out.exists() and not force:
         raise BackupError(f"{out}: exists already; choose a new file name for the backup or pass --force")

@@ -27,12 +27,14 @@ ROLES = ("annotator", "curator", "admin")
 
 # audit: judge clips in an audit queue; browse: read the corpus pages (Browse, Tag map, Captioner bias);
 # decide: curation decisions (merge, rename, prune, per-clip edits, suggestion verdicts); campaign: create audit
-# campaigns; export: write vocabulary exports; runs: launch and import training runs; users: manage sign-ins.
-ABILITIES = ("audit", "browse", "decide", "campaign", "export", "runs", "users")
+# campaigns; export: write vocabulary exports; runs: launch and import training runs; users: manage sign-ins;
+# backup: write a backup of the database from the app.
+ABILITIES = ("audit", "browse", "decide", "campaign", "export", "runs", "users", "backup")
 
 ABILITY_TEXT = {"audit": "judging clips in an audit", "browse": "browsing the corpus",
                 "decide": "making curation decisions", "campaign": "creating audit campaigns",
-                "export": "exporting vocabularies", "runs": "launching runs and tagging jobs", "users": "managing users"}
+                "export": "exporting vocabularies", "runs": "launching runs and tagging jobs", "users": "managing users",
+                "backup": "backing up the database"}
 
 ROLE_ABILITIES: dict[str, frozenset[str]] = {
     "annotator": frozenset({"audit"}),

@@ -202,3 +202,18 @@ def test_the_users_page_in_local_mode_warns_that_the_first_user_turns_sign_in_on
     app = open_app_page(app_db, monkeypatch, "views/users.py", name="ana")
     assert any("Adding the first user turns sign-in on" in w.value for w in app.warning)
     assert app.dataframe[0].value.empty
+
+
+def test_an_admin_backs_up_the_database_while_the_app_holds_it(app_db, users_file, monkeypatch):
+    app = _sign_in(open_app_page(app_db, monkeypatch), "root", "root's long password")
+    app.switch_page("views/users.py").run()
+    target = app_db.parent / "backups" / "from-the-app.duckdb"
+    app.text_input(key="backup_path").input(str(target))
+    app.button(key="backup_button").click().run()
+    assert not app.exception, app.exception
+    assert any("Backed up" in s.value for s in app.success), [e.value for e in app.error]
+    con = store.connect(target)
+    try:
+        assert con.execute("SELECT count(*) FROM clips").fetchall() == [(6,)]
+    finally:
+        con.close()

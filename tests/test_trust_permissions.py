@@ -181,3 +181,12 @@ def test_only_admins_manage_users_in_the_app(tmp_path):
         users.set_role(path, "ana", "admin")
     assert users.get_user(path, "ana").role == "admin"
 
+
+
+def test_only_admins_back_up_from_the_app(corpus, tmp_path):
+    from curation.backup import backup_database
+
+    with acting_as(CURATOR):
+        with pytest.raises(PermissionDeniedError, match="may not backup:"):
+            backup_database(corpus, tmp_path / "b.duckdb")
+    assert not (tmp_path / "b.duckdb").exists()

@@ -1,10 +1,15 @@
-"""Users (admins): who may sign in, with which role; add, change the role of, or remove a user. The same users
-file as `python -m curation users ...`."""
+"""Users (admins): who may sign in, with which role; add, change the role of, or remove a user (the same users
+file as `python -m curation users ...`); and a backup of the database while the app holds it."""
+from datetime import datetime, timezone
+from pathlib import Path
+
 import streamlit as st
 
+from curation.backup import BackupError, backup_database
 from curation.permissions import ROLES
 from curation.users import UsersFileError, add_user, list_users, remove_user, set_role
 from ui.auth import auth_mode, current_actor, users_file
+from ui.db import db_cursor, db_path
 from ui.state import flash, show_flash
 
 st.title("Users")
@@ -60,3 +65,19 @@ if others:
             st.rerun()
     except UsersFileError as exc:
         st.error(str(exc))
+
+st.subheader("Back up the database")
+st.caption("A consistent copy taken while the app keeps running (the command line needs the app stopped). "
+           "Restore with `python -m curation restore FILE --db DB` with the app stopped.")
+stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+target = st.text_input("Backup file", value=str(Path(db_path()).parent / "backups" / f"uts-{stamp}.duckdb"),
+                       key="backup_path")
+if st.button("Back up now", key="backup_button"):
+    try:
+        with st.spinner("Copying the database..."):
+            summary = backup_database(db_cursor(), Path(target))
+        st.success(f"Backed up {summary.rows:,} rows of {summary.tables} tables ({summary.bytes / 1e6:,.1f} MB) "
+                   f"in {summary.seconds:.1f} s.")
+    except BackupError as exc:
+        st.error(str(exc))
+
