@@ -223,6 +223,16 @@ def cached_features(task: Task, ckpt_path: Path, ckpt: dict, encoder_kind: str, 
 
 
 def fold_indices(task: Task, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs: the split column, else (grouped/stratified) k-fold."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # Small tasks have classes with fewer members than folds; sklearn still splits, and says so each time.
+        warnings.filterwarnings("ignore", message="The least populated class")
+        return _fold_indices(task, n_folds, seed)
+
+
+def _fold_indices(task: Task, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     n = len(task.audio_paths)
     if task.splits is not None:
         split = np.array(task.splits)
@@ -243,11 +253,7 @@ def fold_indices(task: Task, n_folds: int, seed: int) -> list[tuple[np.ndarray, 
     k = min(n_folds, n)
     if task.multi_label:
         return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(x))
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The least populated class")
-        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y))
+    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y))
 
 
 def _attention_probe_module(dim: int, n_out: int, n_heads: int):
