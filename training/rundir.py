@@ -34,24 +34,6 @@ def append_jsonl(path: Path, record: dict) -> None:
         handle.flush()
 
 
-def truncate_metrics_after(path: Path, step: int) -> int:
-    """Drop metrics lines logged after ``step`` (a killed run's lines past its last checkpoint); returns kept."""
-    if not path.exists():
-        return 0
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the kill: it is dropped with the rest of the lost steps
-        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
-            kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-    os.replace(tmp, path)
-    return len(kept)
-
-
 def git_commit() -> str | None:
     try:
         result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,

@@ -5,7 +5,8 @@ bucketed batch (workers) -> fbank + SpecAugment on the device -> encoder + heads
 loss -> backward -> clip -> AdamW -> warm-up/cosine schedule. No host-device sync inside a step: losses, grad
 norms and audio seconds are accumulated on the device and read only every ``log_every`` steps.
 Resume: the same command with the same --out loads checkpoints/last.pt (model, optimiser, scheduler, epoch and
-batch position, RNG states), drops metrics lines logged after that step, and runs to ``steps``.
+batch position, RNG states) and runs to ``steps``. metrics.jsonl stays append-only: steps a killed run logged
+after its last checkpoint are logged again, and readers keep the last line per (step, kind).
 Example: ``run_training(cfg, Path("exports/v800"), Path("runs/r1"), "cpu", argv)``
 """
 from __future__ import annotations
@@ -169,7 +170,6 @@ def run_training(cfg: TrainConfig, export_dir: Path, out: Path, device: str, arg
         if rank:
             torch.manual_seed(cfg.seed + 7919 * rank + state["step"])
         if rank == 0:
-            rundir.truncate_metrics_after(metrics_path, state["step"])
             print(f"resuming from {last_path} at step {state['step']} (epoch {state['epoch']}, "
                   f"batch {state['batch_in_epoch']})", flush=True)
     else:

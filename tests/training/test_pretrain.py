@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -122,10 +123,15 @@ def test_a_killed_run_resumes_from_last_pt_and_matches_an_uninterrupted_run(tiny
     result = subprocess.run(_pretrain_cmd(tiny_export, run, steps), cwd=PROJECT, env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "resuming from" in result.stdout
     assert json.loads((run / "finished.json").read_text())["step"] == steps
-    metrics = [m for m in read_metrics(run) if m["kind"] == "train"]
-    assert [m["step"] for m in metrics] == list(range(1, steps + 1))  # continued, no gap, no duplicate
+    lines = [m for m in read_metrics(run) if m["kind"] == "train"]
+    assert [m["step"] for m in lines[:killed_at]] == list(range(1, killed_at + 1))  # the killed run's lines stay
+    resumed_at = int(re.search(r"resuming from .* at step (\d+)", result.stdout).group(1))
+    assert resumed_at % 4 == 0 and resumed_at <= killed_at  # a checkpoint step (ckpt_every=4)
+    assert lines[killed_at]["step"] == resumed_at + 1  # appended after the killed run's lines
+    last_per_step = {m["step"]: m for m in lines}  # append-only: readers keep the last line per step
+    metrics = [last_per_step[s] for s in sorted(last_per_step)]
+    assert [m["step"] for m in metrics] == list(range(1, steps + 1))  # continued to the end, no gap
     expected = [m for m in read_metrics(reference) if m["kind"] == "train"]
     # Same batches, crops, SpecAugment draws and optimiser state after the resume: the same losses.
     assert [round(m["loss"], 4) for m in metrics] == [round(m["loss"], 4) for m in expected]
