@@ -153,13 +153,25 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _duration_s(path: str) -> float:
+    import soundfile as sf
+
+    from training.errors import AudioError
+
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, OSError, RuntimeError) as exc:
+        raise AudioError(path, Path(path).name, str(exc)) from None
+    return info.frames / info.samplerate
+
+
 def extract_features(task: Task, ckpt: dict, encoder_kind: str, *, max_clip_s: float, device: str,
                      batch_s: float = 120.0) -> list:
     """One (frames, dim) float32 tensor per clip, in task order."""
     import torch
 
     from training.config import config_from_dict
-    from training.features import SAMPLE_RATE_HZ, Frontend, read_audio
+    from training.features import Frontend, read_audio
     from training.model import Encoder
 
     dev = torch.device(device)
@@ -173,17 +185,19 @@ def extract_features(task: Task, ckpt: dict, encoder_kind: str, *, max_clip_s: f
             state = {k[len("encoder."):]: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
             encoder.load_state_dict(state)
         encoder.eval().to(dev)
-    waves = [read_audio(p, Path(p).name, duration_s=max_clip_s) for p in task.audio_paths]
-    order = np.argsort([len(w) for w in waves])
-    feats: list = [None] * len(waves)
+    # Durations from the file headers; audio is read one batch at a time (a large task never sits in memory whole).
+    durations = [min(_duration_s(p), max_clip_s) for p in task.audio_paths]
+    order = np.argsort(durations, kind="stable")
+    feats: list = [None] * len(durations)
     start = 0
     with torch.no_grad():
         while start < len(order):
             end = start
-            while end < len(order) and (end == start or (end - start + 1) * len(waves[order[end]])
-                                        <= batch_s * SAMPLE_RATE_HZ):
+            while end < len(order) and (end == start or (end - start + 1) * durations[order[end]] <= batch_s):
                 end += 1
             idx = order[start:end]
+            waves = {i: read_audio(task.audio_paths[i], Path(task.audio_paths[i]).name, duration_s=max_clip_s)
+                     for i in idx}
             lens = [max(len(waves[i]), 400) for i in idx]
             audio = torch.zeros(len(idx), max(lens))
             for row, i in enumerate(idx):

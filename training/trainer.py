@@ -187,12 +187,12 @@ def run_training(cfg: TrainConfig, export_dir: Path, out: Path, device: str, arg
         return 0
 
     train_model: torch.nn.Module = model
-    if cfg.compile and dev.type == "cuda":
-        train_model = torch.compile(model)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        train_model = DistributedDataParallel(train_model, device_ids=[local_rank] if dev.type == "cuda" else None)
+        train_model = DistributedDataParallel(model, device_ids=[local_rank] if dev.type == "cuda" else None)
+    if cfg.compile and dev.type == "cuda":
+        train_model = torch.compile(train_model)  # after DDP, so compiled graphs see DDP's bucketing hooks
 
     train_set = ClipBatches(export.clips, export.n_tags, n_slots, cfg.max_clip_s, cfg.seed, random_crop=True)
     val_set = ClipBatches(export.clips, export.n_tags, n_slots, cfg.max_clip_s, cfg.seed, random_crop=False)
