@@ -267,7 +267,12 @@ def _fold_indices(task: Task, n_folds: int, seed: int) -> list[tuple[np.ndarray,
     k = min(n_folds, n)
     if task.multi_label:
         return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(x))
-    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y))
+    smallest = min(np.unique(y, return_counts=True)[1])
+    if smallest < 2:
+        raise TaskFileError(task.path, None, "a class with a single clip",
+                            "at least 2 clips per class for stratified cross-validation",
+                            "add clips, drop that class, or give a split column")
+    return list(StratifiedKFold(n_splits=min(k, smallest), shuffle=True, random_state=seed).split(x, y))
 
 
 def _attention_probe_module(dim: int, n_out: int, n_heads: int):

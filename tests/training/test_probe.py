@@ -86,6 +86,17 @@ def test_bad_task_files_and_checkpoints_are_typed_errors(probe_setup, tmp_path, 
         resolve_checkpoint(tmp_path)  # a folder without checkpoints/last.pt
     assert main(["--checkpoint", str(run), "--task", str(tmp_path / "absent.csv"), "--out", str(tmp_path)]) == 2
     assert "absent.csv" in capsys.readouterr().err
+    (tmp_path / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    broken = tmp_path / "broken.csv"
+    broken.write_text(f"audio_path,label\nbroken.wav,a\n{task.parent}/audio/c0.wav,a\n"
+                      f"{task.parent}/audio/c1.wav,b\n{task.parent}/audio/c3.wav,b\n")
+    assert main(["--checkpoint", str(run), "--task", str(broken), "--out", str(tmp_path / "b"), "--folds", "2"]) == 2
+    assert "broken.wav" in capsys.readouterr().err
+    single = tmp_path / "single.csv"
+    single.write_text(f"audio_path,label\n{task.parent}/audio/c0.wav,a\n{task.parent}/audio/c1.wav,b\n"
+                      f"{task.parent}/audio/c3.wav,b\n")
+    assert main(["--checkpoint", str(run), "--task", str(single), "--out", str(tmp_path / "s")]) == 2
+    assert "a class with a single clip" in capsys.readouterr().err
     not_a_ckpt = tmp_path / "x.pt"
     not_a_ckpt.write_bytes(b"not a checkpoint")
     assert main(["--checkpoint", str(not_a_ckpt), "--task", str(task), "--out", str(tmp_path)]) == 2
