@@ -184,6 +184,7 @@ def run_training(cfg: TrainConfig, export_dir: Path, out: Path, device: str, arg
     if state["step"] >= cfg.steps:
         if rank == 0:
             print(f"{out}: already at step {state['step']} >= steps={cfg.steps}; nothing to do", flush=True)
+        _destroy(world)
         return 0
 
     train_model: torch.nn.Module = model
@@ -310,11 +311,15 @@ def run_training(cfg: TrainConfig, export_dir: Path, out: Path, device: str, arg
         rundir.write_json_atomic(out / "finished.json", {"step": state["step"], "seconds": round(seconds, 3),
                                                          "final_val_map": final_val})
         print(f"finished at step {state['step']} in {seconds:.1f} s; final val_map={final_val}", flush=True)
+    _destroy(world)
+    return 0
+
+
+def _destroy(world: int) -> None:
     if world > 1:
         import torch.distributed as dist
 
         dist.destroy_process_group()
-    return 0
 
 
 def _barrier(world: int) -> None:
