@@ -118,6 +118,7 @@ class OpenAIChatBackend:
 
         worker = threading.Thread(target=run, name="openai-backend", daemon=True)
         worker.start()
+        answered = unreachable = 0
         try:
             while True:
                 item = out.get()
@@ -125,6 +126,15 @@ class OpenAIChatBackend:
                     break
                 if isinstance(item, BaseException):
                     raise item
+                if item.error is None:
+                    answered += 1
+                elif item.error.startswith("connection failed"):
+                    unreachable += 1
+                    # A server that never answered: stop at once rather than fail every clip after its retries.
+                    if not answered and unreachable >= self.concurrency:
+                        raise BackendUnavailable(
+                            f"--base-url {self.base_url}: no connection in the first {unreachable} requests "
+                            f"({item.error}); is the server running and the URL right (it ends in /v1)?")
                 yield item
         finally:
             self._stop.set()

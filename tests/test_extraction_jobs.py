@@ -194,3 +194,20 @@ def test_caption_job_sends_audio_and_stores_captioner_and_settings(con, tmp_path
                      captioner="openai:omni-captioner")
     assert tagged.done == 3
     assert set(_tags_by_clip(con, "openai:tagger")["a0"]) >= {"a", "sound", "of"}
+
+
+def test_a_server_that_is_not_there_stops_the_job_with_a_clear_error(con, tmp_path):
+    from curation.extraction_backends import BackendUnavailable
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        free_port = sock.getsockname()[1]
+    _ingest_captions(con, tmp_path, [f"a dog number {i}" for i in range(50)])
+    backend = OpenAIChatBackend(base_url=f"http://127.0.0.1:{free_port}/v1", model="m", concurrency=4, retries=0)
+    with pytest.raises(BackendUnavailable) as caught:
+        run_job(con, backend, task="tags")
+    assert "no connection in the first 4 requests" in str(caught.value)
+    job = store_extraction.jobs_frame(con)
+    assert list(job["status"]) == ["failed"] and "BackendUnavailable" in job["message"][0]
+    assert con.execute("SELECT count(*) FROM clip_tags").fetchall()[0][0] == 0
