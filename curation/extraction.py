@@ -33,6 +33,7 @@ CAPTION_PROMPT_VERSION = "uts-caption-v1"
 CAPTION_PROMPT = ("Describe this audio clip in detail: the scene and environment, every sound source and event in "
                   "order, speech (speaker, language, tone) and music (genre, instruments, tempo, mood), and the "
                   "recording's qualities. End with a paragraph that starts with 'In summary,'.")
+READ_BATCH = 512  # clips whose text is read from the database at a time
 MAX_CAPTION_CHARS = 50_000  # the ingest's limit too: a longer answer is a runaway generation, not a caption
 
 
@@ -121,9 +122,9 @@ def run_job(con: duckdb.DuckDBPyConnection, backend, *, task: str = "tags", limi
                 "captioner_read": captioner}
     job_id = store_extraction.start_job(con, task=task, backend=backend.name, model=backend.model,
                                         producer=producer, prompt_hash=prompt_hash, settings=settings, by=by,
-                                        planned=len(plan.items))
+                                        planned=len(plan.clip_keys))
     store_extraction.set_job_skipped(con, job_id, plan.already_done)
-    progress = Progress(job_id, len(plan.items))
+    progress = Progress(job_id, len(plan.clip_keys))
     started = time.perf_counter()
     buffer: list[OutcomeRow] = []
     tag_rows = 0
@@ -150,10 +151,17 @@ def run_job(con: duckdb.DuckDBPyConnection, backend, *, task: str = "tags", limi
 
     if on_progress:
         on_progress(progress)
-    requests = (_request_for(item, task) for item in plan.items)
+    reader = con.cursor()  # requests are drawn in the backend's thread, beside this thread's writes
+
+    def requests():
+        for start in range(0, len(plan.clip_keys), READ_BATCH):
+            chunk = plan.clip_keys[start:start + READ_BATCH]
+            for item in store_extraction.fetch_items(reader, chunk, task=task, captioner=captioner):
+                yield _request_for(item, task)
+
     status, message = "finished", None
     try:
-        for answer in backend.answers(requests):
+        for answer in backend.answers(requests()):
             buffer.append(_outcome(answer, task))
             if len(buffer) >= batch_size or time.perf_counter() - last_flush >= flush_every_s:
                 flush()
@@ -170,12 +178,13 @@ def run_job(con: duckdb.DuckDBPyConnection, backend, *, task: str = "tags", limi
         status, message = "failed", f"{type(exc).__name__}: {exc}"[:500]
         raise
     finally:
+        reader.close()
         seconds = time.perf_counter() - started
         store_extraction.finish_job(con, job_id, status=status, seconds=seconds, message=message)
         if on_progress:
             on_progress(replace(progress, status=status))
     return JobReport(job_id=job_id, task=task, producer=producer, prompt_hash=prompt_hash, status=status,
-                     planned=len(plan.items), done=progress.done, failed=progress.failed,
+                     planned=len(plan.clip_keys), done=progress.done, failed=progress.failed,
                      skipped=plan.already_done, not_eligible=plan.not_eligible, tag_rows=tag_rows, seconds=seconds)
 
 

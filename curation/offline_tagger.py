@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from curation.audio_lexicon import ASPECT_RANK, FORMS
 
@@ -76,7 +77,7 @@ def tag_caption(caption: str, vocabulary: Iterable[str] | None = None) -> tuple[
     i = 0
     while i < len(words):
         matched = 1
-        if i + 1 < len(words):
+        if i + 1 < len(words) and words[i] in _PHRASE_STARTS:
             phrase = f"{words[i]} {words[i + 1]}"
             hit = FORMS.get(phrase) or FORMS.get(f"{words[i]} {_lemma_or_self(words[i + 1])}")
             if hit:
@@ -84,7 +85,7 @@ def tag_caption(caption: str, vocabulary: Iterable[str] | None = None) -> tuple[
                 matched = 2
         if matched == 1:
             word = words[i]
-            key = _lookup(word, FORMS)
+            key = _form_key(word)
             if key is not None and word not in STOP_WORDS:
                 canonical, aspect = FORMS[key]
                 found.setdefault(canonical, (ASPECT_RANK[aspect], i))
@@ -115,6 +116,16 @@ def _select(found: dict[str, tuple[int, int]]) -> tuple[str, ...]:
     return tuple(label for label, _ in sorted(found.items(), key=lambda item: item[1]) if label in chosen)
 
 
+_PHRASE_STARTS = frozenset(form.split()[0] for form in FORMS if " " in form)
+
+
+@lru_cache(maxsize=200_000)
+def _form_key(word: str) -> str | None:
+    """The lexicon form ``word`` is an inflection of (captions repeat their words: cached)."""
+    return _lookup(word, FORMS)
+
+
+@lru_cache(maxsize=200_000)
 def _lemma_or_self(word: str) -> str:
     for candidate in lemma_candidates(word)[1:]:
         if candidate in FORMS:

@@ -29,53 +29,73 @@ class PendingItem:
 
 @dataclass(frozen=True)
 class Plan:
-    items: list[PendingItem]
+    clip_keys: list[int]  # the clips to process, in clip order (their text is read batch by batch)
     already_done: int  # eligible clips skipped because this producer + prompt already succeeded on them
-    not_eligible: int  # clips without what the task needs (a generated caption / readable audio)
+    not_eligible: int  # clips without what the task needs (a generated caption / an audio path)
 
 
-def _caption_sql(captioner: str | None) -> tuple[str, list]:
-    if captioner is None:
-        return store.FIRST_GENERATED_CAPTION_SQL, []
-    return ("""(SELECT first(text ORDER BY position) FROM captions g
-                WHERE g.clip_key = c.clip_key AND g.kind = 'generated' AND g.captioner = ?)""", [captioner])
+# A clip's text to tag: its first non-empty generated caption (by captioner, then position), or the given
+# captioner's. Eligibility and the text read use the same rule.
+def _caption_scope(captioner: str | None) -> tuple[str, list]:
+    return ("kind = 'generated' AND length(trim(text)) > 0" + (" AND captioner = ?" if captioner else ""),
+            [captioner] if captioner else [])
 
 
 def plan_items(con: duckdb.DuckDBPyConnection, *, task: str, producer: str, prompt_hash: str,
                limit: int | None, force: bool, captioner: str | None = None) -> Plan:
-    """The clips a job should process, in clip order, with the counts of those it leaves out and why."""
-    done_sql = """EXISTS (SELECT 1 FROM extraction_attempts a WHERE a.clip_key = c.clip_key AND a.task = ?
-                          AND a.producer = ? AND a.prompt_hash = ? AND a.ok)"""
+    """Which clips a job should process, and the counts of those it leaves out and why.
+
+    Only keys are read here: at 360k clips the captions are ~1 GB, so ``fetch_items`` reads them per batch.
+    """
     if task == "tags":
-        caption_sql, caption_params = _caption_sql(captioner)
-        eligible = f"SELECT c.clip_key, c.clip_id, {caption_sql} AS caption, c.audio_path FROM clips c"
-        eligible_params = caption_params
-        eligible_filter = "caption IS NOT NULL AND length(trim(caption)) > 0"
+        scope, scope_params = _caption_scope(captioner)
+        eligible_sql = f"c.clip_key IN (SELECT clip_key FROM captions WHERE {scope})"
+        done_sql = "d.clip_key IS NOT NULL"
+        own_params: list = []
     else:
+        scope_params = []
+        eligible_sql = "c.audio_path IS NOT NULL"
         # A clip already captioned by this producer counts as done even when its caption came from an ingest.
-        eligible = """SELECT c.clip_key, c.clip_id, NULL AS caption, c.audio_path,
-                             EXISTS (SELECT 1 FROM captions g WHERE g.clip_key = c.clip_key AND g.kind = 'generated'
-                                     AND g.captioner = ?) AS has_own_caption
-                      FROM clips c"""
-        eligible_params = [producer]
-        eligible_filter = "audio_path IS NOT NULL"
-    done_expr = done_sql.replace("c.clip_key", "e.clip_key")
-    if task == "captions":
-        done_expr = f"({done_expr} OR e.has_own_caption)"
+        done_sql = ("(d.clip_key IS NOT NULL OR c.clip_key IN (SELECT clip_key FROM captions "
+                    "WHERE kind = 'generated' AND captioner = ?))")
+        own_params = [producer]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE job_plan AS
+        SELECT c.clip_key, {eligible_sql} AS eligible, {done_sql} AS done
+        FROM clips c LEFT JOIN (SELECT clip_key FROM extraction_attempts
+                                WHERE task = ? AND producer = ? AND prompt_hash = ? AND ok) d USING (clip_key)""",
+                [*scope_params, *own_params, task, producer, prompt_hash] if task == "captions"
+                else [*scope_params, task, producer, prompt_hash])
+    try:
+        not_eligible, already_done = con.execute(
+            "SELECT count(*) FILTER (WHERE NOT eligible), count(*) FILTER (WHERE eligible AND done) "
+            "FROM job_plan").fetchall()[0]
+        keys = [r[0] for r in con.execute(
+            f"SELECT clip_key FROM job_plan WHERE eligible AND (? OR NOT done) ORDER BY clip_key"
+            + (" LIMIT ?" if limit is not None else ""), [force, *([limit] if limit is not None else [])]).fetchall()]
+    finally:
+        con.execute("DROP TABLE IF EXISTS job_plan")
+    return Plan(keys, already_done if not force else 0, not_eligible)
+
+
+def fetch_items(con: duckdb.DuckDBPyConnection, clip_keys: list[int], *, task: str,
+                captioner: str | None = None) -> list[PendingItem]:
+    """The text (tags task) or audio path (captions task) of these clips, in clip order."""
+    if task == "tags":
+        scope, scope_params = _caption_scope(captioner)
+    else:
+        scope, scope_params = "false", []
+    # One grouped read of the chunk's captions (a key range: zonemaps skip the rest of the table), not a
+    # subquery per clip; arg_min, because an ordered first() over 2.5 KB captions costs ~6x more here.
     rows = con.execute(f"""
-        WITH e AS ({eligible})
-        SELECT e.clip_key, e.clip_id, e.caption, e.audio_path, {eligible_filter} AS eligible, {done_expr} AS done
-        FROM e ORDER BY e.clip_key""", [*eligible_params, task, producer, prompt_hash]).fetchall()
-    items: list[PendingItem] = []
-    already_done = not_eligible = 0
-    for clip_key, clip_id, caption, audio_path, is_eligible, done in rows:
-        if not is_eligible:
-            not_eligible += 1
-        elif done and not force:
-            already_done += 1
-        elif limit is None or len(items) < limit:
-            items.append(PendingItem(clip_key, clip_id, caption, audio_path))
-    return Plan(items, already_done, not_eligible)
+        SELECT c.clip_key, c.clip_id, t.text, c.audio_path
+        FROM clips c LEFT JOIN (
+            SELECT clip_key, arg_min(text, (captioner, position)) AS text FROM captions
+            WHERE clip_key BETWEEN ? AND ? AND clip_key IN (SELECT unnest(?::INTEGER[])) AND {scope}
+            GROUP BY clip_key) t USING (clip_key)
+        WHERE c.clip_key IN (SELECT unnest(?::INTEGER[])) ORDER BY c.clip_key""",
+                       [min(clip_keys), max(clip_keys), clip_keys, *scope_params, clip_keys]).fetchall()
+    return [PendingItem(*row) for row in rows]
 
 
 def start_job(con: duckdb.DuckDBPyConnection, *, task: str, backend: str, model: str | None, producer: str,
