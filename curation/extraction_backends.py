@@ -235,58 +235,62 @@ def _audio_bytes(path: Path) -> tuple[bytes, str]:
 
 # ------------------------------------------------------------------------------------------ local transformers
 
-def _load_local(path: str, what: str):
-    if not path:
-        raise UsageError(f"--model is required for --backend transformers: a local folder holding the {what}")
-    if not Path(path).is_dir():
-        raise BackendUnavailable(f"--model {path}: no such folder; expected a local folder with the {what} "
-                                 "(config.json, weights, tokenizer), e.g. from `huggingface-cli download` elsewhere")
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise BackendUnavailable(f"the transformers backend needs torch and transformers: {exc}") from None
-
-
-def _device(requested: str | None):
-    import torch
-
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-class TransformersChatBackend:
-    """A causal LM from a local folder, prompts batched (left padding) through ``generate``."""
+class _LocalModelBackend:
+    """What both local transformers backends share: a model folder checked up front, its name as the producer's
+    model, batch size, generation length, device and a stop switch."""
 
     name = "transformers"
+    what = "model"  # said in the error when the folder is missing
 
-    def __init__(self, *, model: str, batch_size: int = 16, max_new_tokens: int = 96, temperature: float = 0.3,
-                 device: str | None = None) -> None:
-        _load_local(model, "causal language model")
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    def __init__(self, *, model: str, batch_size: int, max_new_tokens: int, device: str | None) -> None:
+        if not model:
+            raise UsageError(f"--model is required for --backend transformers: a local folder holding the {self.what}")
+        if not Path(model).is_dir():
+            raise BackendUnavailable(f"--model {model}: no such folder; expected a local folder with the {self.what} "
+                                     "(config.json, weights, tokenizer), e.g. from `huggingface-cli download` "
+                                     "elsewhere")
+        try:
+            import torch
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailable(f"the transformers backend needs torch and transformers: {exc}") from None
         self.model_path = model
         self.model = Path(model).name
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._stop = threading.Event()
+
+    @property
+    def settings(self) -> dict:
+        return {"model_path": str(Path(self.model_path).resolve()), "max_new_tokens": self.max_new_tokens,
+                "batch_size": self.batch_size, "device": str(self.device)}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class TransformersChatBackend(_LocalModelBackend):
+    """A causal LM from a local folder, prompts batched (left padding) through ``generate``."""
+
+    what = "causal language model"
+
+    def __init__(self, *, model: str, batch_size: int = 16, max_new_tokens: int = 96, temperature: float = 0.3,
+                 device: str | None = None) -> None:
+        super().__init__(model=model, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         self.temperature = temperature
-        self.device = _device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
-        self._stop = threading.Event()
 
     @property
     def settings(self) -> dict:
-        return {"model_path": str(Path(self.model_path).resolve()), "temperature": self.temperature,
-                "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size, "device": str(self.device)}
-
-    def stop(self) -> None:
-        self._stop.set()
+        return {**super().settings, "temperature": self.temperature}
 
     def _prompt(self, messages: list[dict]) -> str:
         if getattr(self.tokenizer, "chat_template", None):
@@ -311,33 +315,23 @@ class TransformersChatBackend:
                 yield Answer(request.key, text, None)
 
 
-class TransformersCaptionBackend:
+class TransformersCaptionBackend(_LocalModelBackend):
     """An audio-to-text model from a local folder (AutoModelForSpeechSeq2Seq + AutoProcessor), batched."""
 
-    name = "transformers"
+    what = "audio captioning model"
 
     def __init__(self, *, model: str, batch_size: int = 8, max_new_tokens: int = 256, device: str | None = None,
                  sample_rate_hz: int = 16_000) -> None:
-        _load_local(model, "audio captioning model")
+        super().__init__(model=model, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device)
         from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
-        self.model_path = model
-        self.model = Path(model).name
-        self.batch_size = batch_size
-        self.max_new_tokens = max_new_tokens
         self.sample_rate_hz = sample_rate_hz
-        self.device = _device(device)
         self.processor = AutoProcessor.from_pretrained(model)
         self.net = AutoModelForSpeechSeq2Seq.from_pretrained(model).to(self.device).eval()
-        self._stop = threading.Event()
 
     @property
     def settings(self) -> dict:
-        return {"model_path": str(Path(self.model_path).resolve()), "max_new_tokens": self.max_new_tokens,
-                "batch_size": self.batch_size, "device": str(self.device), "sample_rate_hz": self.sample_rate_hz}
-
-    def stop(self) -> None:
-        self._stop.set()
+        return {**super().settings, "sample_rate_hz": self.sample_rate_hz}
 
     def answers(self, requests: Iterable[Request]) -> Iterator[Answer]:
         import torch
@@ -411,9 +405,9 @@ class OfflineTagBackend:
     def answers(self, requests: Iterable[Request]) -> Iterator[Answer]:
         import json
 
-        from curation.offline_tagger import _vocabulary_table, tag_caption
+        from curation.offline_tagger import VocabularyTable, tag_caption
 
-        table = list(_vocabulary_table(self.vocabulary)) if self.vocabulary else None
+        table = VocabularyTable(self.vocabulary) if self.vocabulary else None  # prepared once per job
         for request in requests:
             labels = tag_caption(request.text or "", table)
             yield Answer(request.key, json.dumps({"labels": list(labels)}), None)

@@ -69,10 +69,17 @@ def _lookup(word: str, table) -> str | None:
     return None
 
 
-def tag_caption(caption: str, vocabulary: Iterable[str] | None = None) -> tuple[str, ...]:
-    """The labels of one caption (possibly none, e.g. for an empty or off-topic text)."""
+def tag_caption(caption: str, vocabulary: Iterable[str] | "VocabularyTable" | None = None) -> tuple[str, ...]:
+    """The labels of one caption (possibly none, e.g. for an empty or off-topic text).
+
+    ``vocabulary``: extra single-word tags to match; pass a ``VocabularyTable`` when tagging many captions so
+    that it is prepared once, not per caption.
+    """
     words = _WORD.findall(caption.lower().replace("\u2019", "'"))
-    vocab = _vocabulary_table(vocabulary) if vocabulary is not None else {}
+    if vocabulary is None:
+        vocab: dict[str, str] = {}
+    else:
+        vocab = vocabulary.table if isinstance(vocabulary, VocabularyTable) else VocabularyTable(vocabulary).table
     found: dict[str, tuple[int, int]] = {}  # label -> (aspect rank, first position)
     i = 0
     while i < len(words):
@@ -133,13 +140,17 @@ def _lemma_or_self(word: str) -> str:
     return word
 
 
-def _vocabulary_table(vocabulary: Iterable[str]) -> dict[str, str]:
-    """Surface form -> vocabulary tag, for single-word tags the lexicon does not already cover."""
-    table: dict[str, str] = {}
-    for tag in vocabulary:
-        if not tag or len(tag) < 3 or tag in STOP_WORDS or not _WORD.fullmatch(tag):
-            continue
-        if _lookup(tag, FORMS) is not None:
-            continue  # the lexicon's canonical form wins over a variant spelling in the corpus
-        table.setdefault(tag, tag)
-    return table
+class VocabularyTable:
+    """A corpus vocabulary prepared for matching: surface form -> tag, for single-word tags the lexicon does not
+    already cover (the lexicon's canonical form wins over a variant spelling in the corpus)."""
+
+    def __init__(self, vocabulary: Iterable[str]) -> None:
+        self.table: dict[str, str] = {}
+        for tag in vocabulary:
+            if not tag or len(tag) < 3 or tag in STOP_WORDS or not _WORD.fullmatch(tag):
+                continue
+            if _form_key(tag) is None:
+                self.table.setdefault(tag, tag)
+
+    def __len__(self) -> int:
+        return len(self.table)
