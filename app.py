@@ -9,7 +9,7 @@ import pandas  # noqa: F401
 import plotly.express  # noqa: F401
 import streamlit as st
 
-from curation.permissions import PermissionDeniedError
+from curation.admin.permissions import PermissionDeniedError
 from ui.auth import render_account, sign_in, visible_pages
 from ui.db import db_path
 

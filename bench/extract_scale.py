@@ -15,9 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest_scale import copy_of_bench_database  # noqa: E402
-from curation import store, store_extraction  # noqa: E402
-from curation.extraction import run_job  # noqa: E402
-from curation.extraction_backends import OfflineTagBackend  # noqa: E402
+from curation import store  # noqa: E402
+from curation.extraction.backends import OfflineTagBackend  # noqa: E402
+from curation.extraction.jobs import run_job  # noqa: E402
+from curation.store import extraction as store_extraction
 
 
 def main() -> None:

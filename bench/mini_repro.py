@@ -1,7 +1,7 @@
 """Mini reproduction of the UTS study on real audio: pre-train tiny encoders with MTC and PAR, probe held-out data.
 
 Place in the flow: a benchmark of training/ (never opens the database). It writes its own export (label map +
-Lhotse cuts + export.json, the format curation/export.py writes) from ../shared/data metadata, pre-trains with
+Lhotse cuts + export.json, the format curation/vocabulary/export.py writes) from ../shared/data metadata, pre-trains with
 ``training.pretrain.main``, probes with ``training.probe.run_probe`` and prints a paper-style table.
 Leakage: every dataset is split into a PRE-TRAIN half and a PROBE half that share no group (ESC-50 source recording,
 RAVDESS actor, FSDD speaker; instruments per clip, stratified); pre-training sees only the pre-train half, every

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from curation.offline_tagger import tag_caption  # noqa: E402
+from curation.extraction.offline_tagger import tag_caption  # noqa: E402
 
 CAPTIONS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "captions"
 SETS = {"audiocaps_v1 (train+val+test)": [CAPTIONS / "audiocaps_v1" / f"{s}.csv" for s in ("train", "val", "test")],

@@ -21,7 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from curation import store  # noqa: E402
-from curation.runs import compare_runs, import_run_dir, k_groups, refresh_runs  # noqa: E402
+from curation.runs.compare import compare_runs, k_groups  # noqa: E402
+from curation.runs.follow import refresh_runs
+from curation.runs.importer import import_run_dir
 
 
 def write_run(run_dir: Path, lines: int, *, k: int, lr: float, tags: int = 2000) -> None:

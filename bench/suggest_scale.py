@@ -28,8 +28,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from curation import store  # noqa: E402
-from curation.ingest import ingest_path  # noqa: E402
-from curation.suggestions import accept_suggestion, suggest_merges  # noqa: E402
+from curation.ingest.ingest import ingest_path  # noqa: E402
+from curation.store import corpus as store_corpus
+from curation.vocabulary.suggestions import accept_suggestion, suggest_merges  # noqa: E402
 
 SHARED = PROJECT.parent / "shared" / "data"
 CAPTION_FILES = (*sorted(SHARED.glob("captions/audiocaps_v1/train.csv")), *sorted(SHARED.glob("captions/clotho/*.csv")),
@@ -142,7 +143,7 @@ def main() -> None:
     con = store.connect(db)
     ingest_path(con, manifest)
     build_s = time.perf_counter() - t0
-    stats = store.corpus_stats(con)
+    stats = store_corpus.corpus_stats(con)
     t0 = time.perf_counter()
     suggestions = suggest_merges(con)  # nothing loaded in this process yet, and the embedding table is empty
     cold_s = time.perf_counter() - t0

@@ -23,9 +23,9 @@ SHARED = PROJECT.parent / "shared" / "data"
 sys.path.insert(0, str(PROJECT))
 
 from curation import store  # noqa: E402
-from curation.decisions import Decision, record_decision  # noqa: E402
-from curation.ingest import ingest_path  # noqa: E402
-from curation.tagmap import tag_projection  # noqa: E402
+from curation.ingest.ingest import ingest_path  # noqa: E402
+from curation.vocabulary.decisions import Decision, record_decision  # noqa: E402
+from curation.vocabulary.tagmap import tag_projection  # noqa: E402
 
 
 def realistic_tags(n: int) -> list[str]:

@@ -20,9 +20,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from curation import store  # noqa: E402
-from curation.backup import backup_database, restore_database  # noqa: E402
-from curation.decision_log import export_decision_log, replay_decision_log  # noqa: E402
-from curation.decisions import Decision, record_decision  # noqa: E402
+from curation.admin.backup import backup_database, restore_database  # noqa: E402
+from curation.vocabulary.decision_log import export_decision_log, replay_decision_log  # noqa: E402
+from curation.vocabulary.decisions import Decision, record_decision  # noqa: E402
 
 
 def _timed(label: str, action):
@@ -87,7 +87,7 @@ def fuzz() -> None:
 def password_check() -> None:
     import tempfile
 
-    from curation.users import add_user, verify_password
+    from curation.admin.users import add_user, verify_password
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "users.json"

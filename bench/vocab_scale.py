@@ -23,9 +23,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from ingest_scale import copy_of_bench_database  # noqa: E402 (bench/ is on sys.path when run as a script)
+
 from curation import store  # noqa: E402
-from curation.decisions import Decision, list_decisions, record_decision, replay  # noqa: E402
-from curation.vocabulary import compute_vocabulary, load_tag_matrix  # noqa: E402
+from curation.vocabulary.decisions import Decision, list_decisions, record_decision, replay  # noqa: E402
+from curation.vocabulary.ranking import compute_vocabulary, load_tag_matrix  # noqa: E402
 
 
 def main() -> None:

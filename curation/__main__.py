@@ -1,3 +1,3 @@
-from curation.cli import main
+from curation.cli.main import main
 
 raise SystemExit(main())

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from curation import store
+from curation.store import corpus as store_corpus
 
 PROJECT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT.parent / "shared" / "data"
@@ -70,7 +71,7 @@ def write_jsonl(path: Path, records, *, gz: bool | None = None) -> Path:
 
 
 def table_snapshot(con) -> dict:
-    return {name: list(store.iter_table_rows(con, name))
+    return {name: list(store_corpus.iter_table_rows(con, name))
             for name in ("clips", "captions", "tags", "clip_tags", "ingests", "ingest_bad_rows",
                          "ingest_missing_audio")}
 

@@ -22,8 +22,15 @@ import torch
 
 from training import rundir
 from training.config import TrainConfig, as_dict, config_from_dict
-from training.data import (ClipBatches, EpochBatches, load_export, make_bucket_sampler, make_loader,
-                           make_ordered_sampler, split_cuts)
+from training.data import (
+    ClipBatches,
+    EpochBatches,
+    load_export,
+    make_bucket_sampler,
+    make_loader,
+    make_ordered_sampler,
+    split_cuts,
+)
 from training.errors import CheckpointError, UsageError
 from training.features import Frontend, spec_augment
 from training.metrics import mean_average_precision

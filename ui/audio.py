@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from curation.audio_access import AudioAccessError, clip_picture_png, servable_audio_path
+from curation.ingest.audio_access import AudioAccessError, clip_picture_png, servable_audio_path
 from ui.db import db_cursor
 from ui.text import escape_markdown
 

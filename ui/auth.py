@@ -1,5 +1,5 @@
 """Sign-in and roles in the app: who is working, which pages they see, and the actor every write is checked
-against (curation.permissions).
+against (curation.admin.permissions).
 
 Modes (``$UTS_AUTH``, else detected):
 - ``local`` (default: no users file, no ``[auth]`` in .streamlit/secrets.toml): a single-user laptop; the app
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from curation import permissions
-from curation.permissions import Actor
-from curation.users import SignInThrottle, UsersFileError, user_for_email, users_file_path, verify_password
+from curation.admin import permissions
+from curation.admin.permissions import Actor
+from curation.admin.users import SignInThrottle, UsersFileError, user_for_email, users_file_path, verify_password
 from ui.db import db_path
 from ui.text import escape_markdown
 
@@ -107,7 +107,7 @@ def _password_actor() -> Actor:
     path = users_file()
     name = st.session_state.get(_SESSION_KEY)
     if name:
-        from curation.users import get_user
+        from curation.admin.users import get_user
 
         user = get_user(path, name)
         if user is not None:  # re-read every run: a removed user or a changed role takes effect at once

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from curation.errors import UsageError
-from curation.extraction import BackgroundJob
+from curation.extraction.jobs import BackgroundJob
 from ui.db import db_cursor, db_path
 
 

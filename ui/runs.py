@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from curation.runs import refresh_runs
+from curation.runs.follow import refresh_runs
 from ui.db import db_cursor, db_path
 
 # (column of run_metrics, kind of line, title, log scale)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from curation import store
-from curation.decisions import CurationState, list_decisions, replay
-from curation.vocabulary import TagMatrix, VocabularyView, compute_vocabulary, load_tag_matrix
+from curation.store import vocabulary as store_vocabulary
+from curation.vocabulary.decisions import CurationState, list_decisions, replay
+from curation.vocabulary.ranking import TagMatrix, VocabularyView, compute_vocabulary, load_tag_matrix
 from ui.db import db_cursor, db_path
 
 
@@ -16,7 +16,7 @@ def _tag_matrix(path: str, version: tuple) -> TagMatrix:
 
 
 def tag_matrix() -> TagMatrix:
-    return _tag_matrix(db_path(), store.corpus_version(db_cursor()))
+    return _tag_matrix(db_path(), store_vocabulary.corpus_version(db_cursor()))
 
 
 def curation_state() -> CurationState:

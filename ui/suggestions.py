@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from curation.decisions import DecisionError
-from curation.suggestions import accept_suggestion, reject_suggestion, suggest_merges
+from curation.vocabulary.decisions import DecisionError
+from curation.vocabulary.suggestions import accept_suggestion, reject_suggestion, suggest_merges
 from ui.db import db_cursor
 from ui.state import flash, require_name, tag_matrix
 from ui.text import escape_markdown
@@ -63,8 +63,8 @@ def _apply(action, done: str) -> None:
 
 def render_prune_suggestions(k: int, decide) -> None:
     """Tags too rare to carry signal at this K; pruning them is one decision."""
-    from curation.decisions import Decision
-    from curation.suggestions import suggest_prunes
+    from curation.vocabulary.decisions import Decision
+    from curation.vocabulary.suggestions import suggest_prunes
 
     min_df = st.number_input("A tag is too rare below this many clips", 1, 1000, 2, key="prune_min_df")
     rows = suggest_prunes(db_cursor(), k=k, min_df=int(min_df), matrix=tag_matrix())

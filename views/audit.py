@@ -2,7 +2,7 @@
 caption produced (correct / wrong / can't tell), add what is missing, and rate the caption."""
 import streamlit as st
 
-from curation.audit import AuditError, campaign_table, create_campaign, next_item, submit
+from curation.audit.campaigns import AuditError, campaign_table, create_campaign, next_item, submit
 from ui.audio import play_clip
 from ui.auth import can
 from ui.db import db_cursor

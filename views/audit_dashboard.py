@@ -4,9 +4,9 @@ agreement and campaign progress. From a tag: prune it, or list its audited clips
 import plotly.express as px
 import streamlit as st
 
-from curation.audit import AuditError, campaign_table
-from curation.audit_report import campaign_report, tag_clip_ids
-from curation.decisions import Decision, DecisionError, record_decision
+from curation.audit.campaigns import AuditError, campaign_table
+from curation.audit.report import campaign_report, tag_clip_ids
+from curation.vocabulary.decisions import Decision, DecisionError, record_decision
 from ui.auth import can
 from ui.db import db_cursor
 from ui.state import flash, require_name, show_flash, tag_matrix

@@ -2,10 +2,10 @@
 generated caption with its tags highlighted beside the original captions, and add or remove a tag on a clip."""
 import streamlit as st
 
-from curation import store
-from curation.browse import BrowseError, BrowseFilters, browse_page
-from curation.decisions import Decision, DecisionError, record_decision
-from curation.tag_details import highlight, surface_forms, tag_chips_html
+from curation.explore.browse import BrowseError, BrowseFilters, browse_page
+from curation.store import vocabulary as store_vocabulary
+from curation.vocabulary.decisions import Decision, DecisionError, record_decision
+from curation.vocabulary.tag_details import highlight, surface_forms, tag_chips_html
 from ui.audio import play_clip
 from ui.auth import can
 from ui.db import db_cursor
@@ -23,7 +23,7 @@ with st.container(border=True):
     c1, c2, c3 = st.columns([3, 1, 2])
     tags = c1.multiselect("Canonical tags", view.ranking["tag"].tolist(), key="browse_tags")
     mode = c2.radio("Match", ["any", "all"], horizontal=True, key="browse_mode")
-    raw_tag = c3.selectbox("Raw tag", store.raw_tag_texts(db_cursor()), index=None, key="browse_raw",
+    raw_tag = c3.selectbox("Raw tag", store_vocabulary.raw_tag_texts(db_cursor()), index=None, key="browse_raw",
                            placeholder="any")
     c4, c5, c6 = st.columns(3)
     domains = c4.multiselect("Domain", list(matrix.domains), key="browse_domains")

@@ -5,8 +5,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from curation.runs import (compare_runs, coverage_at, k_groups, k_metric_frame, k_metric_options, refresh_runs,
-                           runs_table)
+from curation.runs.compare import compare_runs, coverage_at, k_groups, k_metric_frame, k_metric_options, runs_table
+from curation.runs.follow import refresh_runs
 from ui.db import db_cursor
 from ui.runs import curve_figures, reattach_runs
 from ui.state import tag_matrix

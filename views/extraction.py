@@ -3,8 +3,8 @@ watch the job's progress, and read what failed with the model's raw answer."""
 import streamlit as st
 
 from curation.errors import UtsError
-from curation.extraction_backends import DEFAULT_CONCURRENCY, build_backend
-from curation.store_extraction import failures_frame, jobs_frame, work_summary
+from curation.extraction.backends import DEFAULT_CONCURRENCY, build_backend
+from curation.store.extraction import failures_frame, jobs_frame, work_summary
 from ui.db import db_cursor
 from ui.jobs import current_job, start_job
 from ui.state import require_name, show_flash

@@ -2,7 +2,7 @@
 import plotly.express as px
 import streamlit as st
 
-from curation.overview import load_overview
+from curation.explore.overview import load_overview
 from ui.db import db_cursor
 
 st.title("Overview")

@@ -4,10 +4,10 @@ import plotly.express as px
 import streamlit as st
 
 from curation.errors import UtsError
-from curation.launcher import BACKENDS, DEVICES, OBJECTIVES, SIZES
-from curation.runs import (SWEEP_KS, LaunchRequest, audit_campaign_names, cancel_run, exports_table,
-                           launch_runs, lineage, parse_key_values, refresh_runs, run_detail, runs_table,
-                           tag_ap_frame)
+from curation.runs.backends import BACKENDS, DEVICES, OBJECTIVES, SIZES
+from curation.runs.compare import audit_campaign_names, exports_table, lineage, run_detail, runs_table, tag_ap_frame
+from curation.runs.follow import cancel_run, refresh_runs
+from curation.runs.launch import SWEEP_KS, LaunchRequest, launch_runs, parse_key_values
 from ui.db import db_cursor
 from ui.runs import curve_figures, reattach_runs, run_label
 from ui.state import flash, require_name, show_flash, tag_matrix, vocabulary_view

@@ -3,8 +3,8 @@ state; search highlights a tag and its neighbours; a box or lasso selection beco
 import plotly.express as px
 import streamlit as st
 
-from curation.decisions import Decision, DecisionError, record_decision
-from curation.tagmap import neighbours_on_map, tag_map_frame, tag_projection
+from curation.vocabulary.decisions import Decision, DecisionError, record_decision
+from curation.vocabulary.tagmap import neighbours_on_map, tag_map_frame, tag_projection
 from ui.db import db_cursor
 from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
 from ui.text import escape_markdown, inline_code

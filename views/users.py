@@ -5,9 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from curation.backup import BackupError, backup_database
-from curation.permissions import ROLES
-from curation.users import UsersFileError, add_user, list_users, remove_user, set_role
+from curation.admin.backup import BackupError, backup_database
+from curation.admin.permissions import ROLES
+from curation.admin.users import UsersFileError, add_user, list_users, remove_user, set_role
 from ui.auth import auth_mode, current_actor, users_file
 from ui.db import db_cursor, db_path
 from ui.state import flash, show_flash

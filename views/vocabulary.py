@@ -4,9 +4,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from curation.decisions import Decision, DecisionError, decision_log_frame, list_decisions, record_decision
-from curation.tag_details import tag_examples
-from curation.vocabulary import K_MARKS, ranking_table
+from curation.vocabulary.decisions import Decision, DecisionError, decision_log_frame, list_decisions, record_decision
+from curation.vocabulary.ranking import K_MARKS, ranking_table
+from curation.vocabulary.tag_details import tag_examples
 from ui.audio import play_clip
 from ui.db import db_cursor
 from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view

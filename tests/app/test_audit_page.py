@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import pytest
-
-from curation import store, store_audit
-from curation.ingest import ingest_path
 from helpers import make_cut, open_app_page, write_jsonl
+
+from curation import store
+from curation.ingest.ingest import ingest_path
+from curation.store import audit as store_audit
 
 
 @pytest.fixture
@@ -44,8 +45,8 @@ def test_campaign_judge_and_next(corpus_db, monkeypatch):
 
 
 def test_bias_dashboard_renders_and_prunes_from_a_tag(corpus_db, monkeypatch):
-    from curation.audit import create_campaign, next_item, submit
-    from curation.decisions import list_decisions
+    from curation.audit.campaigns import create_campaign, next_item, submit
+    from curation.vocabulary.decisions import list_decisions
 
     con = store.connect(corpus_db)
     campaign = create_campaign(con, "pilot", sample_size=6, by="ana", annotators_per_clip=2)
@@ -66,7 +67,7 @@ def test_bias_dashboard_renders_and_prunes_from_a_tag(corpus_db, monkeypatch):
 
 
 def test_open_a_tags_clips_in_browse(corpus_db, monkeypatch):
-    from curation.audit import create_campaign, next_item, submit
+    from curation.audit.campaigns import create_campaign, next_item, submit
 
     con = store.connect(corpus_db)
     campaign = create_campaign(con, "pilot", sample_size=6, by="ana", annotators_per_clip=1)

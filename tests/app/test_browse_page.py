@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile
+from helpers import make_cut, open_app_page, write_jsonl
 
 from curation import store
-from curation.decisions import list_decisions
-from curation.ingest import ingest_path
-from helpers import make_cut, open_app_page, write_jsonl
+from curation.ingest.ingest import ingest_path
+from curation.vocabulary.decisions import list_decisions
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import time
 
-from curation import store
-from curation.ingest import ingest_path
 from helpers import open_app_page, write_jsonl
+
+from curation import store
+from curation.ingest.ingest import ingest_path
 
 
 def test_start_an_offline_tagging_job_from_the_page(db_path, tmp_path, monkeypatch):

@@ -1,10 +1,10 @@
 """The Overview page under Streamlit's AppTest: renders any ingested corpus with its figures, and an empty one."""
 from __future__ import annotations
 
-
 from helpers import make_cut, open_app_page, write_jsonl
+
 from curation import store
-from curation.ingest import ingest_path
+from curation.ingest.ingest import ingest_path
 
 
 def _run_app(db_path, monkeypatch):

@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import open_app_page
 from run_dirs import append_lines, finish, probe_line, val_line, write_config
-from curation import launcher, store, store_runs
-from curation.demo import build_and_ingest_demo
-from curation.export import export_vocabulary
-from curation.runs import import_run_dir
+
+from curation import store
+from curation.demo.corpus import build_and_ingest_demo
+from curation.runs import backends as launcher
+from curation.runs.importer import import_run_dir
+from curation.store import runs as store_runs
+from curation.vocabulary.export import export_vocabulary
 
 TRAINING_SETTINGS = "num_workers=0\nval_every=2\nlog_every=1\nval_fraction=0.1"
 
@@ -164,7 +166,8 @@ def test_the_runs_page_shows_an_imported_run_with_its_lineage(demo_db, tmp_path,
 
 
 def test_a_sweep_from_the_page_makes_one_export_and_one_run_per_k(demo_db, monkeypatch):
-    from curation.runs import cancel_run, config_diff
+    from curation.runs.compare import config_diff
+    from curation.runs.follow import cancel_run
 
     app = open_app_page(demo_db, monkeypatch, "views/runs.py", name="ana")
     app.radio(key="launch_source").set_value("sweep K").run()

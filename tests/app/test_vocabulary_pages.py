@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers import make_cut, open_app_page, write_jsonl
 
 from curation import store
-from curation.decisions import list_decisions
-from curation.ingest import ingest_path
-from helpers import make_cut, open_app_page, write_jsonl
+from curation.ingest.ingest import ingest_path
+from curation.vocabulary.decisions import list_decisions
 
 CLIPS = {
     "c1": ("drum", "drums", "music"), "c2": ("drums", "hihat", "music"), "c3": ("speech", "male"),

@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from e2e_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PROJECT, StreamlitServer
 
 from curation import store
-from e2e_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PROJECT, StreamlitServer
+from curation.store import vocabulary as store_vocabulary
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +54,7 @@ def demo_db(tmp_path_factory):
                                       cwd=PROJECT, check=True, capture_output=True, text=True).stdout)
     # Read before the app starts: while it runs, the app is the only process that may open the file.
     con = store.connect(db, read_only=True)
-    stats["raw_tags"] = store.raw_tag_texts(con)
+    stats["raw_tags"] = store_vocabulary.raw_tag_texts(con)
     con.close()
     return db, stats
 

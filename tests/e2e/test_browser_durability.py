@@ -9,13 +9,13 @@ import re
 import signal
 
 import pytest
+from e2e_helpers import StreamlitServer, fill_text_input, wait_for_app_idle, wait_for_rerun
+from helpers import make_cut, write_jsonl
 from playwright.sync_api import expect
 
 from curation import store
-from curation.audit import create_campaign
-from curation.ingest import ingest_path
-from e2e_helpers import StreamlitServer, fill_text_input, wait_for_app_idle, wait_for_rerun
-from helpers import make_cut, write_jsonl
+from curation.audit.campaigns import create_campaign
+from curation.ingest.ingest import ingest_path
 
 VERDICTS = 3
 

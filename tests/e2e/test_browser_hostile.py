@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile
-
-from curation import store
-from curation.audit import create_campaign, next_item, submit
-from curation.ingest import ingest_path
 from e2e_helpers import StreamlitServer, fill_text_input, pick_in_multiselect, wait_for_app_idle
 from helpers import make_cut, write_jsonl
+
+from curation import store
+from curation.audit.campaigns import create_campaign, next_item, submit
+from curation.ingest.ingest import ingest_path
 
 PAYLOADS = [
     "<script>window.__pwned=1</script>",

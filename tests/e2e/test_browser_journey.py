@@ -9,10 +9,19 @@ import subprocess
 import sys
 
 import pytest
+from e2e_helpers import (
+    ARTIFACTS,
+    PROJECT,
+    StreamlitServer,
+    fill_text_input,
+    metric_value,
+    pick_in_multiselect,
+    wait_for_app_idle,
+    wait_for_rerun,
+)
 
 from curation import store
-from e2e_helpers import (ARTIFACTS, PROJECT, StreamlitServer, fill_text_input, metric_value, pick_in_multiselect,
-                         wait_for_app_idle, wait_for_rerun)
+from curation.store import vocabulary as store_vocabulary
 
 VARIANT_PAIRS = [("hihat", "hi_hat"), ("hi-hat", "hihat"), ("bird", "birds"), ("dog", "dogs"), ("siren", "sirens"),
                  ("footstep", "footsteps"), ("guitar", "guitars"), ("drum", "drums")]
@@ -24,7 +33,7 @@ def journey(tmp_path):
     subprocess.run([sys.executable, "-m", "curation", "demo", "--db", str(db), "--clips", "40", "--seed", "4"],
                    cwd=PROJECT, check=True, capture_output=True, timeout=300)
     con = store.connect(db, read_only=True)  # read before the app holds the file
-    raw_tags = set(store.raw_tag_texts(con))
+    raw_tags = set(store_vocabulary.raw_tag_texts(con))
     con.close()
     server = StreamlitServer(db, tmp_path / "streamlit.log")
     server.wait_healthy()

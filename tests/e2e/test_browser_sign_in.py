@@ -4,11 +4,12 @@ out; a curator sees the curation pages and their name is shown instead of a free
 from __future__ import annotations
 
 import pytest
-
-from curation import store, users
-from curation.ingest import ingest_path
 from e2e_helpers import StreamlitServer, wait_for_app_idle, wait_for_rerun
 from helpers import make_cut, write_jsonl
+
+from curation import store
+from curation.admin import users
+from curation.ingest.ingest import ingest_path
 
 
 @pytest.fixture(scope="module")

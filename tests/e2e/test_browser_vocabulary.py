@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from e2e_helpers import fill_text_input, metric_value, pick_in_multiselect, wait_for_app_idle
 
 VARIANT_PAIRS = [("hihat", "hi_hat"), ("hi-hat", "hihat"), ("bird", "birds"), ("dog", "dogs"), ("siren", "sirens"),

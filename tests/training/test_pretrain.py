@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import PROJECT
+
 from training.errors import ConfigKeyError, ExportError, UnknownTagError
 from training.pretrain import main
 

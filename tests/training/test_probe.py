@@ -8,8 +8,8 @@ import json
 import pytest
 
 from training.errors import CheckpointError, TaskFileError
-from training.probe import main, read_task, resolve_checkpoint
 from training.pretrain import main as pretrain_main
+from training.probe import main, read_task, resolve_checkpoint
 
 
 @pytest.fixture(scope="module")

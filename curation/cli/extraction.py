@@ -1,0 +1,120 @@
+"""``python -m curation extract-tags`` and ``python -m curation caption``: the tagging and captioning jobs.
+
+Place in the flow: the command-line face of curation/extraction/jobs.py (the app's Tagging page calls the same).
+
+Example::
+
+    python -m curation extract-tags --db data/uts.duckdb --backend offline
+    python -m curation extract-tags --db data/uts.duckdb --backend openai --base-url http://gpu:8000/v1 \\
+        --model Qwen2.5-7B-Instruct --concurrency 32
+    python -m curation caption --db data/uts.duckdb --backend openai --base-url http://gpu:8001/v1 \\
+        --model Qwen3-Omni-30B-A3B-Captioner
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from curation.extraction.backends import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
+
+COMMANDS = ("extract-tags", "caption")
+
+
+def add_commands(commands, db_argument) -> None:
+    tags = commands.add_parser("extract-tags", help="tag clips that have a generated caption (LLM, local model or "
+                                                    "the offline lexicon); resumable")
+    db_argument(tags)
+    tags.add_argument("--backend", choices=("offline", "openai", "transformers"), default="offline",
+                      help="offline: lexicon rules, no model (default); openai: an OpenAI-compatible server "
+                           "(vLLM, Ollama, llama.cpp, TGI); transformers: a causal LM from a local folder")
+    tags.add_argument("--captioner", help="tag the captions of this captioner (default: each clip's first)")
+    tags.add_argument("--use-vocabulary", action="store_true",
+                      help="offline backend: also match the corpus's existing tags, not only the lexicon")
+    _common(tags, max_tokens=200)
+
+    caption = commands.add_parser("caption", help="caption clips that have audio but no caption from this "
+                                                  "captioner; resumable")
+    db_argument(caption)
+    caption.add_argument("--backend", choices=("openai", "transformers"), required=True,
+                         help="openai: a server taking audio input (e.g. vLLM serving Qwen3-Omni-30B-A3B-Captioner); "
+                              "transformers: an audio-to-text model from a local folder")
+    caption.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default 0.95, as the paper)")
+    _common(caption, max_tokens=1024, temperature=0.6)
+
+
+def _common(parser: argparse.ArgumentParser, *, max_tokens: int, temperature: float = 0.3) -> None:
+    parser.add_argument("--base-url", help="server URL including /v1, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--model", help="model name on the server (openai) or a local model folder (transformers)")
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                        help="environment variable holding the API key (default OPENAI_API_KEY; unset is fine for "
+                             "local servers)")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help=f"requests in flight (openai; default {DEFAULT_CONCURRENCY})")
+    parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (transformers)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per request")
+    parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
+                        help="retries with backoff on 429/5xx/connection errors")
+    parser.add_argument("--temperature", type=float, default=temperature)
+    parser.add_argument("--max-tokens", type=int, default=max_tokens)
+    parser.add_argument("--device", help="transformers: cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--limit", type=int, help="at most this many clips in this run")
+    parser.add_argument("--force", action="store_true",
+                        help="redo clips this backend + prompt version already did")
+    parser.add_argument("--by", help="who runs the job (stored with it)")
+    parser.add_argument("--json", action="store_true", help="print the final report as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def make_backend(args: argparse.Namespace, task: str, con=None):
+    """The backend the arguments describe (a typed error when something it needs is missing)."""
+    from curation.extraction.backends import build_backend
+    from curation.store import vocabulary as store_vocabulary
+
+    vocabulary = store_vocabulary.raw_tag_texts(con) if getattr(args, "use_vocabulary", False) and con is not None else None
+    return build_backend(args.backend, task, base_url=args.base_url, model=args.model, concurrency=args.concurrency,
+                         timeout_s=args.timeout, retries=args.retries, temperature=args.temperature,
+                         top_p=getattr(args, "top_p", None), max_tokens=args.max_tokens, api_key_env=args.api_key_env,
+                         batch_size=args.batch_size, device=args.device, vocabulary=vocabulary)
+
+
+def run(args: argparse.Namespace) -> int:
+    from curation import store
+    from curation.extraction.jobs import run_job
+
+    task = "tags" if args.command == "extract-tags" else "captions"
+    con = store.connect(args.db)
+    bar = None
+    try:
+        backend = make_backend(args, task, con)
+
+        def on_progress(progress) -> None:
+            nonlocal bar
+            if args.no_progress:
+                return
+            if bar is None:
+                from tqdm import tqdm
+
+                bar = tqdm(total=progress.planned, unit="clip", desc=f"{task} job {progress.job_id}",
+                           file=sys.stderr, smoothing=0.1)
+            bar.update(progress.finished - bar.n)
+            bar.set_postfix(failed=progress.failed, refresh=False)
+
+        report = run_job(con, backend, task=task, limit=args.limit, force=args.force, by=args.by,
+                         captioner=getattr(args, "captioner", None), on_progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
+        con.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        what = "tags per clip" if task == "tags" else "captions"
+        extra = f", {report.tags_per_clip:.1f} {what}" if task == "tags" else ""
+        print(f"job {report.job_id} ({report.producer}, prompt {report.prompt_hash}): {report.status}; "
+              f"done {report.done}, failed {report.failed}, skipped {report.skipped} (already done), "
+              f"not eligible {report.not_eligible}{extra}; {report.seconds:.1f} s, {report.per_second:.1f} clips/s")
+        if report.failed:
+            print("failures (with the model's raw answer): table extraction_attempts, or the Tagging page",
+                  file=sys.stderr)
+    return 0 if report.status == "finished" else 1

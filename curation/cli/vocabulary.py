@@ -1,0 +1,131 @@
+"""``python -m curation decide | suggest-merges | export | decisions``: curating the vocabulary and exporting it.
+
+Example::
+
+    python -m curation decide merge drum drums --into drum --db data/uts.duckdb --by ana --reason "plural"
+    python -m curation suggest-merges --db data/uts.duckdb --top 20 --json
+    python -m curation export --db data/uts.duckdb --k 800 --out exports/v800
+    python -m curation decisions export --db data/uts.duckdb --out log.jsonl
+    python -m curation decisions replay log.jsonl --db fresh.duckdb
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+COMMANDS = ("decide", "suggest-merges", "export", "decisions")
+
+
+def add_commands(commands, db_argument) -> None:
+    decide = commands.add_parser("decide", help="record a curation decision (append-only; undo is a decision too)")
+    actions = decide.add_subparsers(dest="action", required=True)
+
+    def decision_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=help_text)
+        db_argument(sub)
+        sub.add_argument("--by", required=True, help="who decides (stored with the decision)")
+        sub.add_argument("--reason", help="why (stored with the decision)")
+        return sub
+
+    merge = decision_parser("merge", "merge tags into one (new or existing) tag")
+    merge.add_argument("tags", nargs="+", metavar="TAG")
+    merge.add_argument("--into", required=True, metavar="T")
+    rename = decision_parser("rename", "rename a tag")
+    rename.add_argument("tag", metavar="TAG")
+    rename.add_argument("--into", "--to", dest="into", required=True, metavar="NEW")
+    for name, help_text in (("prune", "exclude tags from every vocabulary"), ("restore", "undo the exclusion")):
+        sub = decision_parser(name, help_text)
+        sub.add_argument("tags", nargs="+", metavar="TAG")
+    undo = decision_parser("undo", "undo an earlier decision (by id; undoing an undo redoes)")
+    undo.add_argument("decision_id", type=int, metavar="DECISION_ID")
+    for name, help_text in (("add-tag", "add a tag to one clip"), ("remove-tag", "remove a tag from one clip")):
+        sub = decision_parser(name, help_text)
+        sub.add_argument("clip_id", metavar="CLIP_ID")
+        sub.add_argument("tag", metavar="TAG")
+
+    suggest = commands.add_parser("suggest-merges", help="groups of tags that are likely one concept, best first")
+    db_argument(suggest)
+    suggest.add_argument("--top", type=int, help="at most this many groups")
+    suggest.add_argument("--model", help="a local sentence-transformers folder (default: the bundled MiniLM)")
+    suggest.add_argument("--json", action="store_true", help="print a JSON list")
+
+    export = commands.add_parser("export", help="write label_K.json, label_K.txt and the filtered Lhotse cuts")
+    db_argument(export)
+    export.add_argument("--k", type=int, required=True, help="vocabulary size")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--rank-by", choices=("tfidf", "df"), default="tfidf")
+    export.add_argument("--by", help="who exports (stored with the export record)")
+
+
+    decisions = commands.add_parser("decisions", help="export the full decision log / replay it into a fresh db")
+    log_actions = decisions.add_subparsers(dest="log_action", required=True)
+    log_export = log_actions.add_parser("export", help="every decision and suggestion verdict as JSON lines")
+    db_argument(log_export)
+    log_export.add_argument("--out", required=True)
+    log_replay = log_actions.add_parser("replay", help="append an exported log to a database of the same corpus "
+                                                       "that has no decisions yet")
+    log_replay.add_argument("log")
+    db_argument(log_replay)
+
+
+def run(args: argparse.Namespace) -> int:
+    from curation import store  # imported here so that --help stays instant
+
+    if args.command == "decide":
+        from curation.vocabulary.decisions import Decision, record_decision
+
+        decision = {
+            "merge": lambda: Decision.merge(args.tags, into=args.into),
+            "rename": lambda: Decision.rename(args.tag, to=args.into),
+            "prune": lambda: Decision.prune(args.tags),
+            "restore": lambda: Decision.restore(args.tags),
+            "undo": lambda: Decision.undo(args.decision_id),
+            "add-tag": lambda: Decision.clip_add(args.clip_id, args.tag),
+            "remove-tag": lambda: Decision.clip_remove(args.clip_id, args.tag),
+        }[args.action]()
+        con = store.connect(args.db)
+        try:
+            record = record_decision(con, decision, by=args.by, reason=args.reason)
+        finally:
+            con.close()
+        print(f"decision #{record.decision_id}: {record.describe()} (by {record.decided_by})")
+        return 0
+    if args.command == "suggest-merges":
+        from curation.vocabulary.suggestions import suggest_merges
+
+        con = store.connect(args.db)
+        try:
+            suggestions = suggest_merges(con, top=args.top, model_path=args.model)
+        finally:
+            con.close()
+        if args.json:
+            print(json.dumps([s.as_dict() for s in suggestions], ensure_ascii=False))
+        else:
+            for s in suggestions:
+                print(f"{s.score:.2f}  {s.canonical} <- {', '.join(t for t in s.tags if t != s.canonical)}  "
+                      f"({'; '.join(s.reasons)})")
+        return 0
+    if args.command == "export":
+        from curation.vocabulary.export import export_vocabulary
+
+        con = store.connect(args.db)
+        try:
+            record = export_vocabulary(con, k=args.k, out_dir=Path(args.out), by=args.by, rank_by=args.rank_by)
+        finally:
+            con.close()
+        print(json.dumps(record.as_dict(), indent=2))
+        return 0
+    from curation.vocabulary.decision_log import export_decision_log, replay_decision_log
+
+    con = store.connect(args.db)
+    try:
+        if args.log_action == "export":
+            summary = export_decision_log(con, Path(args.out))
+        else:
+            summary = replay_decision_log(con, Path(args.log))
+    finally:
+        con.close()
+    print(f"{args.log_action}: {summary.decisions} decisions, {summary.suggestion_verdicts} suggestion verdicts "
+          f"({summary.path})")
+    return 0

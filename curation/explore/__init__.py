@@ -1,0 +1,1 @@
+"""Read-only views of the corpus: the Overview figures and Browse pages."""

@@ -1,0 +1,272 @@
+"""Browse: page through clips by canonical or raw tag, domain, source, duration, caption text and audit state.
+
+Place in the flow: ingest + decide -> vocabulary view -> browse (this module) -> the Browse page and clip detail.
+Filters that depend on curation (canonical tags, "keeps no tag at K") are resolved in numpy from the
+``VocabularyView`` into a set of clip keys; free text through the caption index (``text_index``); the rest
+goes into ONE query built for the filters that are set. Pages are keyset-paginated on clip_key (never
+OFFSET): ``next_after`` of one page is ``after_clip_key`` of the next, so a page costs the same at the end of
+360k clips as at the start (p50 ~30 ms, p95 ~60 ms on 2 cores; bench/browse_scale.py).
+
+Example::
+
+    state = replay(list_decisions(con))
+    view = compute_vocabulary(load_tag_matrix(con), state)
+    filters = BrowseFilters(canonical_tags=("dog",), text="barking", sources=("audioset",))
+    page = browse_page(con, filters, view=view, state=state)
+    more = browse_page(con, filters, view=view, state=state, after_clip_key=page.next_after)
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from curation.errors import UtsError
+from curation.ingest import text_index
+from curation.store import browse as store_browse
+from curation.vocabulary.decisions import CurationState
+from curation.vocabulary.ranking import VocabularyView
+
+TAG_MODES = ("any", "all")
+# Literal checks read captions chunk by chunk, in clip_key order, until the page is full: the first chunk is
+# enough for a common phrase, and a rare one never reads more captions than its token candidates hold.
+_FIRST_CHUNK = 1024
+_MAX_CHUNK = 65_536
+
+
+class BrowseError(UtsError, ValueError):
+    """Browse filters that cannot work, or a vocabulary view that does not belong to the database."""
+
+
+@dataclass(frozen=True)
+class BrowseFilters:
+    """What to show; every field left at its default filters nothing."""
+
+    canonical_tags: tuple[str, ...] = ()  # canonical tags after replay (a merged raw name is mapped to its target)
+    tag_mode: str = "any"  # "any": a clip carries at least one of canonical_tags; "all": every one
+    raw_tag: str | None = None  # a raw (ingested or extracted) tag text, before any merge
+    domains: tuple[str, ...] = ()  # any of these; "unknown" = no domain recorded
+    sources: tuple[str, ...] = ()  # any of these; "unknown" = no source recorded
+    min_duration_s: float | None = None
+    max_duration_s: float | None = None
+    text: str = ""  # free text over generated captions (semantics in text_index); stop words alone restrict nothing
+    no_tag_at_k: int | None = None  # only clips that keep no canonical tag in the top K of the view's ranking
+    audited: bool | None = None  # True: some audit slot of the clip was submitted; False: none was
+    audio_ok: bool | None = None  # True: audio found at ingest; False: missing
+
+    def __post_init__(self) -> None:
+        # Tuples so that filters stay hashable (Streamlit caches and session state key on them).
+        for name in ("canonical_tags", "domains", "sources"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise BrowseError(f"BrowseFilters.{name}={value!r}: expected a tuple of texts, not one text")
+            object.__setattr__(self, name, tuple(value))
+        if self.tag_mode not in TAG_MODES:
+            raise BrowseError(f"BrowseFilters.tag_mode={self.tag_mode!r}: expected one of {TAG_MODES}")
+        if (self.min_duration_s is not None and self.max_duration_s is not None
+                and self.min_duration_s > self.max_duration_s):
+            raise BrowseError(f"BrowseFilters: min_duration_s={self.min_duration_s} is above "
+                              f"max_duration_s={self.max_duration_s}; swap them")
+        if self.no_tag_at_k is not None and (isinstance(self.no_tag_at_k, bool) or int(self.no_tag_at_k) < 0):
+            raise BrowseError(f"BrowseFilters.no_tag_at_k={self.no_tag_at_k!r}: expected K >= 0 or None")
+
+    def active(self) -> tuple[str, ...]:
+        """Names of the filters that are set (for a caption above the table)."""
+        defaults = BrowseFilters()
+        return tuple(f.name for f in dataclasses.fields(self)
+                     if f.name != "tag_mode" and getattr(self, f.name) != getattr(defaults, f.name)
+                     and not (f.name == "text" and not self.text.strip()))
+
+
+@dataclass(frozen=True)
+class BrowseRow:
+    clip_key: int
+    clip_id: str
+    domain: str | None
+    source: str | None
+    duration_s: float | None
+    audio_path: str | None
+    audio_ok: bool
+    caption: str | None  # the first generated caption (by captioner, position)
+    original_captions: tuple[str, ...]
+    raw_tags: tuple[str, ...]  # distinct raw tags, sorted
+    canonical_tags: tuple[str, ...]  # canonical tags after replay, best rank first
+
+
+@dataclass(frozen=True)
+class BrowsePage:
+    rows: tuple[BrowseRow, ...]
+    next_after: int | None  # pass as after_clip_key for the next page; None when this is the last page
+    has_more: bool
+
+    def as_frame(self) -> pd.DataFrame:
+        columns = [f.name for f in dataclasses.fields(BrowseRow)]
+        return pd.DataFrame([dataclasses.astuple(row) for row in self.rows], columns=columns)
+
+
+@dataclass(frozen=True)
+class CaptionText:
+    kind: str  # 'generated' or 'original'
+    captioner: str
+    position: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ClipDetail:
+    clip_key: int
+    clip_id: str
+    domain: str | None
+    source: str | None
+    duration_s: float | None
+    sample_rate_hz: int | None
+    audio_path: str | None
+    audio_ok: bool
+    ingest_id: int
+    captions: tuple[CaptionText, ...]  # generated first, then original; by captioner, position
+    raw_tags: tuple[tuple[str, str], ...]  # (tag, extractor)
+    audit_submissions: int  # submitted audit slots of this clip
+    canonical_tags: tuple[str, ...] | None  # None when no view was given
+
+
+def browse_page(con: duckdb.DuckDBPyConnection, filters: BrowseFilters, *, view: VocabularyView,
+                state: CurationState, after_clip_key: int | None = None, limit: int = 25) -> BrowsePage:
+    """One page of clips matching every filter, in clip_key order, after ``after_clip_key``."""
+    if isinstance(limit, bool) or int(limit) < 1:
+        raise BrowseError(f"limit={limit!r}: expected a page size of at least 1")
+    after = 0 if after_clip_key is None else int(after_clip_key)
+    need = int(limit) + 1  # one more than shown says whether another page exists
+    row_keys = view_clip_keys(con, view)
+
+    keys: np.ndarray | None = None  # None: no restriction on clip keys
+    if filters.canonical_tags:
+        keys = row_keys[_canonical_mask(view, state, filters.canonical_tags, filters.tag_mode)]
+    if filters.no_tag_at_k is not None:
+        keys = _intersect(keys, row_keys[view.best_rank > int(filters.no_tag_at_k)])
+    literals: tuple[str, ...] = ()
+    if filters.text.strip():
+        query = text_index.parse_query(con, filters.text)
+        if not query.is_empty:
+            try:
+                keys = _intersect(keys, text_index.candidate_clip_keys(con, query))
+            except text_index.TextIndexMissingError as exc:
+                raise BrowseError(str(exc)) from None  # pages report BrowseError; the fix is in the message
+            literals = query.literals
+    if literals and keys is None:
+        keys = store_browse.clip_keys_after(con, after)  # no indexable word: every clip is a candidate
+    if keys is not None:
+        keys = keys[keys > after]
+
+    base = store_browse.BrowseQuery(
+        after_clip_key=after, limit=need, domains=filters.domains, sources=filters.sources,
+        min_duration_s=filters.min_duration_s, max_duration_s=filters.max_duration_s, raw_tag=filters.raw_tag,
+        audited=filters.audited, audio_ok=filters.audio_ok)
+    if keys is not None and not len(keys):
+        rows: list[dict] = []
+    elif keys is None:
+        rows = store_browse.browse_rows(con, base)
+    elif not literals:
+        sql_filtered = base != store_browse.BrowseQuery(after_clip_key=after, limit=need)
+        # With nothing else to check, the page is simply the next keys of the candidate set.
+        rows = store_browse.browse_rows(con, dataclasses.replace(
+            base, candidate_keys=keys if sql_filtered else keys[:need]))
+    else:
+        rows = []
+        start, size = 0, max(_FIRST_CHUNK, need)
+        while start < len(keys) and len(rows) < need:
+            chunk = keys[start:start + size]
+            start += size
+            rows += store_browse.browse_rows(con, dataclasses.replace(
+                base, candidate_keys=chunk, literals=literals, limit=need - len(rows)))
+            size = min(size * 4, _MAX_CHUNK)
+
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    canonical = _canonical_names(view, row_keys, [row["clip_key"] for row in rows])
+    page_rows = tuple(BrowseRow(
+        clip_key=row["clip_key"], clip_id=row["clip_id"], domain=row["domain"], source=row["source"],
+        duration_s=row["duration_s"], audio_path=row["audio_path"], audio_ok=bool(row["audio_ok"]),
+        caption=row["caption"], original_captions=tuple(row["original_captions"] or ()),
+        raw_tags=tuple(row["raw_tags"] or ()), canonical_tags=tags) for row, tags in zip(rows, canonical))
+    return BrowsePage(rows=page_rows, next_after=page_rows[-1].clip_key if has_more else None, has_more=has_more)
+
+
+def clip_detail(con: duckdb.DuckDBPyConnection, clip_key: int, *, view: VocabularyView | None = None) -> ClipDetail | None:
+    """Everything about one clip (None when no clip has this key); canonical tags when a view is given."""
+    row = store_browse.clip_detail_rows(con, clip_key)
+    if row is None:
+        return None
+    canonical = _canonical_names(view, view_clip_keys(con, view), [row["clip_key"]])[0] if view is not None else None
+    return ClipDetail(
+        clip_key=row["clip_key"], clip_id=row["clip_id"], domain=row["domain"], source=row["source"],
+        duration_s=row["duration_s"], sample_rate_hz=row["sample_rate_hz"], audio_path=row["audio_path"],
+        audio_ok=bool(row["audio_ok"]), ingest_id=row["ingest_id"],
+        captions=tuple(CaptionText(*caption) for caption in row["captions"]),
+        raw_tags=tuple(tuple(tag) for tag in row["raw_tags"]), audit_submissions=row["audit_submissions"],
+        canonical_tags=canonical)
+
+
+def view_clip_keys(con: duckdb.DuckDBPyConnection, view: VocabularyView) -> np.ndarray:
+    """clip_key of each row of the view (rows are clips in clip_key order when the view was computed).
+
+    Clips are never deleted and new ones get larger keys, so the view's n rows are the n smallest keys even
+    when clips were ingested since; the last row's clip_id is checked to catch a view of another database.
+    """
+    n = len(view.clip_ids)
+    count, low, high = store_browse.clip_key_span(con)
+    if n > count:
+        raise BrowseError(f"the vocabulary view has {n:,} clips but the database only {count:,}: it was computed "
+                          "on another database; recompute it (load_tag_matrix + compute_vocabulary)")
+    # Ingest numbers clips 1..N, so usually no key needs reading.
+    keys = np.arange(1, n + 1, dtype=np.int64) if (low == 1 and high == count) else store_browse.first_clip_keys(con, n)
+    if n:
+        found = store_browse.clip_ids_of(con, [int(keys[-1])]).get(int(keys[-1]))
+        if found != view.clip_ids[-1]:
+            raise BrowseError(f"the vocabulary view's last clip is {view.clip_ids[-1]!r} but the database has "
+                              f"{found!r} there: the view belongs to another database; recompute it")
+    return keys
+
+
+def _intersect(keys: np.ndarray | None, other: np.ndarray | None) -> np.ndarray | None:
+    if other is None:
+        return keys
+    if keys is None:
+        return other
+    return text_index.intersect_sorted(keys, other)
+
+
+def _canonical_mask(view: VocabularyView, state: CurationState, tags: tuple[str, ...], mode: str) -> np.ndarray:
+    rows = view.canonical_rows
+    position = pd.Index(view.ranking["tag"]).get_indexer([state.canonical(tag) for tag in tags])
+    known = np.unique(view.ranking["tag_id"].to_numpy()[position[position >= 0]])
+    if not len(known) or (mode == "all" and (position < 0).any()):
+        # No clip carries an unknown or pruned tag: "all" then matches nothing, "any" ignores it.
+        return np.zeros(len(rows), dtype=bool)
+    # One gather through a lookup table instead of a comparison per tag; slot -1 (empty) reads the last entry.
+    wanted = np.zeros(int(max(known.max(), rows.max(initial=0))) + 2, dtype=bool)
+    wanted[known] = True
+    hits = wanted[rows]
+    if mode == "any":
+        return hits.any(axis=1)
+    return hits.sum(axis=1) == len(known)  # a clip's canonical ids are distinct
+
+
+def _canonical_names(view: VocabularyView, row_keys: np.ndarray, clip_keys: list[int]) -> list[tuple[str, ...]]:
+    """Canonical tags (best rank first) of some clips; clips newer than the view have none yet."""
+    if not clip_keys:
+        return []
+    ids = view.ranking["tag_id"].to_numpy()
+    names = np.empty(int(max(ids.max(initial=0), view.canonical_rows.max(initial=0))) + 1, dtype=object)
+    names[ids] = view.ranking["tag"].to_numpy()
+    wanted = np.asarray(clip_keys, dtype=np.int64)
+    rows = np.searchsorted(row_keys, wanted)
+    out = []
+    for key, row in zip(wanted, rows):
+        if row < len(row_keys) and row_keys[row] == key:
+            out.append(tuple(names[t] for t in view.canonical_rows[row] if t >= 0))
+        else:
+            out.append(())
+    return out

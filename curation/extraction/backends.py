@@ -1,0 +1,451 @@
+"""Backends that turn captions into tag answers, or audio into captions: a model server, a local model, or rules.
+
+Place in the flow: extract / caption. ``curation/extraction/jobs.py`` owns the job (what to do, resuming, writing);
+a backend only answers: ``backend.answers(requests)`` yields one ``Answer`` per request, in any order, with the
+raw text the model produced or the error that stopped it. Parsing the text is the job's business, so every
+backend's answers go through the same parser.
+
+Backends:
+- ``OpenAIChatBackend``: any OpenAI-compatible chat-completions server (vLLM, Ollama, llama.cpp, TGI), many
+  requests in flight, timeouts, retries with backoff on 429/5xx/connection errors (the openai client's own:
+  exponential, honours Retry-After), JSON output requested and dropped if the server refuses it. With
+  ``audio=True`` it sends the clip's audio as an ``input_audio`` part (how vLLM serves audio captioners such as
+  Qwen3-Omni-30B-A3B-Captioner).
+- ``TransformersChatBackend``: a local causal LM from a path, batched generation (for a GPU node).
+- ``TransformersCaptionBackend``: a local audio-to-text model from a path (speech-seq2seq family).
+- ``OfflineTagBackend``: the deterministic lexicon extractor (curation/extraction/offline_tagger.py).
+
+Example::
+
+    backend = OpenAIChatBackend(base_url="http://127.0.0.1:8000/v1", model="Qwen2.5-7B-Instruct", concurrency=32)
+    for answer in backend.answers([Request(key=1, messages=messages_for("A dog barks"))]):
+        print(answer.key, answer.text, answer.error)
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curation.errors import UsageError
+
+DEFAULT_CONCURRENCY = 16
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_RETRIES = 4
+
+
+@dataclass(frozen=True)
+class Request:
+    key: int  # the clip_key the answer belongs to
+    messages: list[dict] = field(default_factory=list)  # chat messages (text part)
+    text: str | None = None  # the caption itself (rule-based backends read it instead of the prompt)
+    audio_path: str | None = None  # audio to attach (captioning)
+
+
+@dataclass(frozen=True)
+class Answer:
+    key: int
+    text: str | None  # what the model answered (None when it did not answer)
+    error: str | None  # why there is no usable answer (None on success)
+    attempts: int = 1
+
+
+class BackendUnavailable(UsageError):
+    """The backend cannot start: a missing package, model path or server. Says which and how to fix it."""
+
+
+# ------------------------------------------------------------------------------------------ OpenAI-compatible
+
+class OpenAIChatBackend:
+    """Chat completions against an OpenAI-compatible server, ``concurrency`` requests in flight."""
+
+    name = "openai"
+
+    def __init__(self, *, base_url: str, model: str, concurrency: int = DEFAULT_CONCURRENCY,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES, temperature: float = 0.3,
+                 top_p: float | None = None, max_tokens: int = 200, json_output: bool = True,
+                 api_key_env: str = "OPENAI_API_KEY", audio: bool = False) -> None:
+        try:
+            import openai  # noqa: F401  (checked here so that a missing package is a clear message)
+        except ImportError:
+            raise BackendUnavailable("the openai backend needs the 'openai' package: pip install openai") from None
+        if not base_url:
+            raise UsageError("--base-url is required for --backend openai (e.g. http://127.0.0.1:8000/v1)")
+        if not model:
+            raise UsageError("--model is required for --backend openai (the name the server serves)")
+        if concurrency < 1:
+            raise UsageError(f"--concurrency {concurrency}: expected at least 1")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_tokens = max_tokens
+        self.json_output = json_output and not audio
+        self.api_key = os.environ.get(api_key_env) or "EMPTY"  # local servers accept any key
+        self.audio = audio
+        self._stop = threading.Event()
+
+    @property
+    def settings(self) -> dict:
+        return {"base_url": self.base_url, "model": self.model, "temperature": self.temperature,
+                "top_p": self.top_p, "max_tokens": self.max_tokens, "json_output": self.json_output,
+                "concurrency": self.concurrency, "timeout_s": self.timeout_s, "retries": self.retries}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def answers(self, requests: Iterable[Request]) -> Iterator[Answer]:
+        """Answers as they arrive; the event loop runs in a helper thread so that callers stay synchronous."""
+        out: queue.Queue = queue.Queue()
+        finished = object()
+        self._stop = threading.Event()  # per call: stop() ends this call, a later call starts afresh
+
+        def run() -> None:
+            try:
+                asyncio.run(self._run_all(iter(requests), out))
+            except BaseException as exc:  # handed to the consumer, which re-raises it in its own thread
+                out.put(exc)
+            out.put(finished)
+
+        worker = threading.Thread(target=run, name="openai-backend", daemon=True)
+        worker.start()
+        answered = unreachable = 0
+        try:
+            while True:
+                item = out.get()
+                if item is finished:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if item.error is None:
+                    answered += 1
+                elif item.error.startswith("connection failed"):
+                    unreachable += 1
+                    # A server that never answered: stop at once rather than fail every clip after its retries.
+                    if not answered and unreachable >= self.concurrency:
+                        raise BackendUnavailable(
+                            f"--base-url {self.base_url}: no connection in the first {unreachable} requests "
+                            f"({item.error}); is the server running and the URL right (it ends in /v1)?")
+                yield item
+        finally:
+            self._stop.set()
+            worker.join(timeout=self.timeout_s + 5)
+
+    async def _run_all(self, requests: Iterator[Request], out: queue.Queue) -> None:
+        import httpx2
+        from openai import AsyncOpenAI
+
+        limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        async with httpx2.AsyncClient(limits=limits, timeout=self.timeout_s) as http:
+            client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout_s,
+                                 max_retries=self.retries, http_client=http)
+            lock = asyncio.Lock()
+
+            async def worker() -> None:
+                while not self._stop.is_set():
+                    async with lock:  # the request iterator may be a generator: one consumer at a time
+                        request = next(requests, None)
+                    if request is None:
+                        return
+                    out.put(await self._answer(client, request))
+
+            await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+    async def _answer(self, client, request: Request) -> Answer:
+        import openai
+
+        try:
+            messages = await asyncio.to_thread(_with_audio, request) if self.audio else request.messages
+        except OSError as exc:
+            return Answer(request.key, None, f"audio unreadable: {exc}")
+        kwargs = {"model": self.model, "messages": messages, "temperature": self.temperature,
+                  "max_tokens": self.max_tokens}
+        if self.top_p is not None:
+            kwargs["top_p"] = self.top_p
+        for _ in range(2):
+            if self.json_output:
+                kwargs["response_format"] = {"type": "json_object"}
+            else:
+                kwargs.pop("response_format", None)
+            try:
+                # The client's generic POST keeps its retries, backoff, timeouts and typed errors but skips the
+                # typed-parameter transform of ``chat.completions.create`` (~2 ms of CPU per request, which at
+                # 32 requests in flight would make this client, not the server, the bottleneck).
+                response = await client.post("/chat/completions", body=kwargs, cast_to=object)
+            except openai.BadRequestError as exc:
+                if self.json_output and "response_format" in str(exc).lower():
+                    self.json_output = False  # the server does not do JSON mode: ask in plain text from now on
+                    continue
+                return Answer(request.key, None, f"HTTP 400: {_short(exc)}")
+            except openai.APITimeoutError:
+                return Answer(request.key, None, f"timed out after {self.timeout_s:g} s ({self.retries} retries)")
+            except openai.APIConnectionError as exc:
+                return Answer(request.key, None, f"connection failed ({self.retries} retries): {_short(exc)}")
+            except openai.APIStatusError as exc:
+                return Answer(request.key, None, f"HTTP {exc.status_code} after {self.retries} retries: {_short(exc)}")
+            except openai.APIResponseValidationError as exc:
+                return Answer(request.key, None, f"malformed response: {_short(exc)}")
+            try:
+                content = response["choices"][0]["message"]["content"]
+            except (KeyError, IndexError, TypeError):
+                return Answer(request.key, str(response)[:2000], "the server's answer has no choices[0].message")
+            return Answer(request.key, content if isinstance(content, str) else "", None)
+        return Answer(request.key, None, "the server refused the request")
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text[:limit]
+
+
+def _with_audio(request: Request) -> list[dict]:
+    """The request's messages with its audio appended to the last user message as an ``input_audio`` part."""
+    if not request.audio_path:
+        raise OSError("the clip has no audio path")
+    data, fmt = _audio_bytes(Path(request.audio_path))
+    part = {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode("ascii"), "format": fmt}}
+    messages = [dict(m) for m in request.messages]
+    last = messages[-1]
+    text = last["content"] if isinstance(last["content"], str) else None
+    last["content"] = ([{"type": "text", "text": text}] if text else list(last["content"] or [])) + [part]
+    return messages
+
+
+def _audio_bytes(path: Path) -> tuple[bytes, str]:
+    """WAV/MP3/FLAC bytes as they are; anything else soundfile reads is re-encoded as WAV."""
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in ("wav", "mp3", "flac"):
+        return path.read_bytes(), suffix
+    import soundfile
+
+    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=False)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue(), "wav"
+
+
+# ------------------------------------------------------------------------------------------ local transformers
+
+class _LocalModelBackend:
+    """What both local transformers backends share: a model folder checked up front, its name as the producer's
+    model, batch size, generation length, device and a stop switch."""
+
+    name = "transformers"
+    what = "model"  # said in the error when the folder is missing
+
+    def __init__(self, *, model: str, batch_size: int, max_new_tokens: int, device: str | None) -> None:
+        if not model:
+            raise UsageError(f"--model is required for --backend transformers: a local folder holding the {self.what}")
+        if not Path(model).is_dir():
+            raise BackendUnavailable(f"--model {model}: no such folder; expected a local folder with the {self.what} "
+                                     "(config.json, weights, tokenizer), e.g. from `huggingface-cli download` "
+                                     "elsewhere")
+        try:
+            import torch
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailable(f"the transformers backend needs torch and transformers: {exc}") from None
+        self.model_path = model
+        self.model = Path(model).name
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._stop = threading.Event()
+
+    @property
+    def settings(self) -> dict:
+        return {"model_path": str(Path(self.model_path).resolve()), "max_new_tokens": self.max_new_tokens,
+                "batch_size": self.batch_size, "device": str(self.device)}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class TransformersChatBackend(_LocalModelBackend):
+    """A causal LM from a local folder, prompts batched (left padding) through ``generate``."""
+
+    what = "causal language model"
+
+    def __init__(self, *, model: str, batch_size: int = 16, max_new_tokens: int = 96, temperature: float = 0.3,
+                 device: str | None = None) -> None:
+        super().__init__(model=model, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.temperature = temperature
+        self.tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
+
+    @property
+    def settings(self) -> dict:
+        return {**super().settings, "temperature": self.temperature}
+
+    def _prompt(self, messages: list[dict]) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in messages) + "\n"
+
+    def answers(self, requests: Iterable[Request]) -> Iterator[Answer]:
+        import torch
+
+        for batch in _batches(requests, self.batch_size):
+            if self._stop.is_set():
+                return
+            prompts = [self._prompt(r.messages) for r in batch]
+            encoded = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+            sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {
+                "do_sample": False}
+            with torch.inference_mode():
+                generated = self.lm.generate(**encoded, max_new_tokens=self.max_new_tokens,
+                                             pad_token_id=self.tokenizer.pad_token_id, **sampling)
+            new_tokens = generated[:, encoded["input_ids"].shape[1]:]
+            for request, text in zip(batch, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+                yield Answer(request.key, text, None)
+
+
+class TransformersCaptionBackend(_LocalModelBackend):
+    """An audio-to-text model from a local folder (AutoModelForSpeechSeq2Seq + AutoProcessor), batched."""
+
+    what = "audio captioning model"
+
+    def __init__(self, *, model: str, batch_size: int = 8, max_new_tokens: int = 256, device: str | None = None,
+                 sample_rate_hz: int = 16_000) -> None:
+        super().__init__(model=model, batch_size=batch_size, max_new_tokens=max_new_tokens, device=device)
+        from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+
+        self.sample_rate_hz = sample_rate_hz
+        self.processor = AutoProcessor.from_pretrained(model)
+        self.net = AutoModelForSpeechSeq2Seq.from_pretrained(model).to(self.device).eval()
+
+    @property
+    def settings(self) -> dict:
+        return {**super().settings, "sample_rate_hz": self.sample_rate_hz}
+
+    def answers(self, requests: Iterable[Request]) -> Iterator[Answer]:
+        import torch
+
+        for batch in _batches(requests, self.batch_size):
+            if self._stop.is_set():
+                return
+            waves, readable = [], []
+            for request in batch:
+                try:
+                    waves.append(load_audio_mono(request.audio_path, self.sample_rate_hz))
+                    readable.append(request)
+                except OSError as exc:
+                    yield Answer(request.key, None, f"audio unreadable: {exc}")
+            if not readable:
+                continue
+            inputs = self.processor(waves, sampling_rate=self.sample_rate_hz, return_tensors="pt").to(self.device)
+            with torch.inference_mode():
+                generated = self.net.generate(**inputs, max_new_tokens=self.max_new_tokens)
+            for request, text in zip(readable, self.processor.batch_decode(generated, skip_special_tokens=True)):
+                yield Answer(request.key, text, None)
+
+
+def load_audio_mono(path: str | None, sample_rate_hz: int):
+    """Mono float32 samples at ``sample_rate_hz`` (polyphase resampling when the file's rate differs)."""
+    import numpy as np
+    import soundfile
+
+    if not path:
+        raise OSError("the clip has no audio path")
+    try:
+        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as exc:
+        raise OSError(str(exc)) from None
+    samples = samples.mean(axis=1)
+    if rate != sample_rate_hz:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        g = gcd(rate, sample_rate_hz)
+        samples = resample_poly(samples, sample_rate_hz // g, rate // g).astype(np.float32)
+    return samples
+
+
+# ------------------------------------------------------------------------------------------ offline
+
+class OfflineTagBackend:
+    """Deterministic lexicon tags; answers in the same JSON the LLMs are asked for, so one parser serves all."""
+
+    name = "offline"
+    model = "lexicon-v1"
+
+    def __init__(self, vocabulary: Sequence[str] | None = None) -> None:
+        import hashlib
+        import json
+
+        from curation.extraction.lexicon import FORMS
+
+        self.vocabulary = list(vocabulary) if vocabulary is not None else None
+        # The offline extractor's "prompt" is its lexicon: editing the lexicon makes every clip eligible again.
+        self.prompt_hash = "lex-" + hashlib.sha256(json.dumps(sorted(FORMS.items())).encode()).hexdigest()[:12]
+
+    @property
+    def settings(self) -> dict:
+        return {"lexicon": self.model, "vocabulary_terms": len(self.vocabulary or ())}
+
+    def stop(self) -> None:
+        pass
+
+    def answers(self, requests: Iterable[Request]) -> Iterator[Answer]:
+        import json
+
+        from curation.extraction.offline_tagger import VocabularyTable, tag_caption
+
+        table = VocabularyTable(self.vocabulary) if self.vocabulary else None  # prepared once per job
+        for request in requests:
+            labels = tag_caption(request.text or "", table)
+            yield Answer(request.key, json.dumps({"labels": list(labels)}), None)
+
+
+def build_backend(backend: str, task: str, *, base_url: str | None = None, model: str | None = None,
+                  concurrency: int = DEFAULT_CONCURRENCY, timeout_s: float = DEFAULT_TIMEOUT_S,
+                  retries: int = DEFAULT_RETRIES, temperature: float | None = None, top_p: float | None = None,
+                  max_tokens: int | None = None, api_key_env: str = "OPENAI_API_KEY", batch_size: int = 16,
+                  device: str | None = None, vocabulary: Sequence[str] | None = None):
+    """The backend for ``task`` ('tags' or 'captions') by name; typed errors for what is missing or unknown."""
+    temperature = (0.3 if task == "tags" else 0.6) if temperature is None else temperature
+    max_tokens = (200 if task == "tags" else 1024) if max_tokens is None else max_tokens
+    if backend == "offline":
+        if task != "tags":
+            raise UsageError("the offline backend only tags captions; captioning needs --backend openai or "
+                             "transformers")
+        return OfflineTagBackend(vocabulary)
+    if backend == "openai":
+        return OpenAIChatBackend(base_url=base_url or "", model=model or "", concurrency=concurrency,
+                                 timeout_s=timeout_s, retries=retries, temperature=temperature, top_p=top_p,
+                                 max_tokens=max_tokens, api_key_env=api_key_env, audio=(task == "captions"))
+    if backend == "transformers":
+        if task == "tags":
+            return TransformersChatBackend(model=model or "", batch_size=batch_size, max_new_tokens=max_tokens,
+                                           temperature=temperature, device=device)
+        return TransformersCaptionBackend(model=model or "", batch_size=batch_size, max_new_tokens=max_tokens,
+                                          device=device)
+    raise UsageError(f"backend {backend!r}: expected offline, openai or transformers")
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+

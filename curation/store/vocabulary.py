@@ -1,0 +1,123 @@
+"""SQL of the vocabulary stage: tag texts, the clip-tag matrix, embeddings, suggestion verdicts, projections.
+
+Place in the flow: vocabulary (ranking, suggestions, tag map) -> here -> DuckDB. Example:
+``tag_matrix_inputs(con)["pairs"]``.
+"""
+from __future__ import annotations
+
+import json
+
+import duckdb
+
+from curation.store.schema import FIRST_GENERATED_CAPTION_SQL, RAW_TAGS_SQL, now_utc
+
+
+def known_tag_texts(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {row[0] for row in con.execute("SELECT tag FROM tags").fetchall()}
+
+
+def intern_tags(con: duckdb.DuckDBPyConnection, texts: list[str]) -> None:
+    """Give new tag texts (e.g. a merge target that did not exist) an integer id."""
+    for text in texts:
+        con.execute("""INSERT INTO tags SELECT (SELECT coalesce(max(tag_id), 0) + 1 FROM tags), ?
+                       WHERE NOT EXISTS (SELECT 1 FROM tags WHERE tag = ?)""", [text, text])
+
+
+def raw_tag_texts(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Tags some clip carries from ingest or extraction (not names that exist only as merge targets)."""
+    return [row[0] for row in con.execute(
+        "SELECT tag FROM tags WHERE tag_id IN (SELECT DISTINCT tag_id FROM clip_tags) ORDER BY tag").fetchall()]
+
+
+def clips_with_tags(con: duckdb.DuckDBPyConnection, tags: list[str], limit: int) -> list[dict]:
+    """A few clips carrying any of these raw tags, with their first generated caption and all raw tags."""
+    result = con.execute(f"""
+        WITH hits AS (
+            SELECT DISTINCT ct.clip_key FROM clip_tags ct JOIN tags t USING (tag_id)
+            WHERE t.tag IN (SELECT unnest(?)) ORDER BY ct.clip_key LIMIT ?)
+        SELECT c.clip_id, c.audio_path, c.audio_ok,
+               {FIRST_GENERATED_CAPTION_SQL} AS caption,
+               {RAW_TAGS_SQL} AS raw_tags
+        FROM clips c JOIN hits USING (clip_key) ORDER BY c.clip_key""", [tags, limit])
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+def clip_exists(con: duckdb.DuckDBPyConnection, clip_id: object) -> bool:
+    if not isinstance(clip_id, str):
+        return False
+    return con.execute("SELECT count(*) FROM clips WHERE clip_id = ?", [clip_id]).fetchall()[0][0] > 0
+
+
+def tag_matrix_inputs(con: duckdb.DuckDBPyConnection) -> dict:
+    """Everything the vocabulary engine needs, as numpy arrays over integer ids (distinct clip-tag pairs)."""
+    pairs = con.execute("SELECT DISTINCT clip_key, tag_id FROM clip_tags ORDER BY clip_key, tag_id").fetchnumpy()
+    clips = con.execute("SELECT clip_key, clip_id, coalesce(domain, 'unknown') AS domain, "
+                        "coalesce(source, 'unknown') AS source FROM clips ORDER BY clip_key").fetchnumpy()
+    tags = con.execute("SELECT tag_id, tag FROM tags ORDER BY tag_id").fetchnumpy()
+    return {"pairs": pairs, "clips": clips, "tags": tags, "version": corpus_version(con)}
+
+
+def corpus_version(con: duckdb.DuckDBPyConnection) -> tuple:
+    """Changes whenever ingest or a new tag text changes what the vocabulary engine loaded."""
+    return tuple(con.execute("SELECT coalesce(max(ingest_id), 0), (SELECT count(*) FROM clip_tags), "
+                             "(SELECT max(tag_id) FROM tags) FROM ingests").fetchall()[0])
+
+
+def cached_embeddings(con: duckdb.DuckDBPyConnection, model: str, tags: list[str]) -> dict[str, bytes]:
+    import pyarrow as pa
+
+    con.register("wanted_tags", pa.table({"tag": pa.array(tags, pa.string())}))
+    try:
+        rows = con.execute("SELECT e.tag, e.vector FROM tag_embeddings e JOIN wanted_tags w USING (tag) "
+                           "WHERE e.model = ?", [model]).fetchall()
+    finally:
+        con.unregister("wanted_tags")
+    return dict(rows)
+
+
+def store_embeddings(con: duckdb.DuckDBPyConnection, model: str, tags: list[str], vectors: list[bytes]) -> None:
+    import pyarrow as pa
+
+    con.register("new_embeddings", pa.table({"tag": pa.array(tags, pa.string()),
+                                             "vector": pa.array(vectors, pa.binary())}))
+    try:
+        con.execute("INSERT OR REPLACE INTO tag_embeddings SELECT ?, tag, vector FROM new_embeddings", [model])
+    finally:
+        con.unregister("new_embeddings")
+
+
+def record_suggestion_verdict(con: duckdb.DuckDBPyConnection, group_key: str, verdict: str, by: str,
+                              members: list[str], canonical: str | None) -> None:
+    con.execute("INSERT INTO suggestion_verdicts VALUES (?, ?, ?, ?, ?, ?)",
+                [group_key, verdict, by, now_utc(), json.dumps(members), canonical])
+
+
+def rejected_suggestion_members(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
+    return [json.loads(row[0]) for row in con.execute(
+        "SELECT members FROM suggestion_verdicts WHERE verdict = 'rejected' ORDER BY decided_at").fetchall()]
+
+
+def projection(con: duckdb.DuckDBPyConnection, projection_key: str):
+    """(tags, xs, ys) of a cached projection, or None."""
+    meta = con.execute("SELECT count(*) FROM projection_meta WHERE projection_key = ?", [projection_key]).fetchall()
+    if not meta[0][0]:
+        return None
+    data = con.execute("SELECT tag, x, y FROM tag_projections WHERE projection_key = ? ORDER BY tag",
+                       [projection_key]).fetchnumpy()
+    return data["tag"], data["x"], data["y"]
+
+
+def store_projection(con: duckdb.DuckDBPyConnection, projection_key: str, model: str, params: dict,
+                     tags: list[str], xs, ys, seconds: float) -> None:
+    import pyarrow as pa
+
+    con.register("new_projection", pa.table({"tag": pa.array(tags, pa.string()), "x": xs, "y": ys}))
+    try:
+        con.execute("DELETE FROM tag_projections WHERE projection_key = ?", [projection_key])
+        con.execute("INSERT INTO tag_projections SELECT ?, tag, x, y FROM new_projection", [projection_key])
+        con.execute("INSERT OR REPLACE INTO projection_meta VALUES (?, ?, ?, ?, ?, ?)",
+                    [projection_key, model, json.dumps(params), len(tags), seconds, now_utc()])
+    finally:
+        con.unregister("new_projection")
+

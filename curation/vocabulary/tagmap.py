@@ -1,0 +1,143 @@
+"""The tag map: a 2-D UMAP of the tag embeddings, computed once over all raw tags and cached in DuckDB.
+
+Place in the flow: embeddings -> projection (this module, cached by model, tag set and parameters) -> the Tag
+map page. Decisions never trigger a recomputation: a merge or prune only changes how the cached points are
+drawn (``tag_map_frame`` joins the projection with the current vocabulary).
+
+Example::
+
+    points = tag_projection(con)                 # tag, x, y (computed once, then read from DuckDB)
+    frame = tag_map_frame(points, matrix, view, state, k=1000)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from curation import store
+from curation.store import vocabulary as store_vocabulary
+from curation.vocabulary.decisions import CurationState
+from curation.vocabulary.embeddings import embed_tags, model_name
+from curation.vocabulary.ranking import TagMatrix, VocabularyView
+
+UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_state": 0}
+# Below this many points UMAP's exact path is slow and its neighbour graph degenerate: use PCA instead.
+MIN_POINTS_FOR_UMAP = 20
+
+
+@dataclass(frozen=True)
+class TagPoints:
+    key: str
+    tags: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    computed_now: bool  # False when read from the cache
+
+
+def projection_key(model: str, tags: list[str], params: dict) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"model": model, "params": params}, sort_keys=True).encode())
+    for tag in tags:
+        digest.update(tag.encode() + b"\0")
+    return digest.hexdigest()[:32]
+
+
+def tag_projection(con: duckdb.DuckDBPyConnection, *, model_path: str | None = None,
+                   params: dict | None = None) -> TagPoints:
+    params = dict(UMAP_PARAMS if params is None else params)
+    tags = sorted(store_vocabulary.raw_tag_texts(con))
+    model = model_name(model_path)
+    key = projection_key(model, tags, params)
+    cached = store_vocabulary.projection(con, key)
+    if cached is not None:
+        return TagPoints(key, *cached, computed_now=False)
+    started = time.perf_counter()
+    vectors = embed_tags(con, tags, model_path=model_path)
+    xy = _project(vectors, params)
+    with store.transaction(con):
+        store_vocabulary.store_projection(con, key, model, params, tags, xy[:, 0], xy[:, 1], time.perf_counter() - started)
+    tags_sorted, xs, ys = store_vocabulary.projection(con, key)
+    return TagPoints(key, tags_sorted, xs, ys, computed_now=True)
+
+
+def _project(vectors: np.ndarray, params: dict) -> np.ndarray:
+    n = len(vectors)
+    if n == 0:
+        return np.zeros((0, 2))
+    if n < MIN_POINTS_FOR_UMAP:
+        centred = vectors - vectors.mean(axis=0)
+        _, _, components = np.linalg.svd(centred, full_matrices=False)
+        return centred @ components[:2].T if n > 1 else np.zeros((1, 2))
+    import umap  # heavy (numba): imported only when a projection is really computed
+
+    n_neighbors = min(params["n_neighbors"], n - 1)
+    # Exact cosine neighbours by blocked matrix products: faster than UMAP's own NN-descent here, and it
+    # spares numba's JIT of pynndescent (~30 s of a ~45 s first call in a fresh process).
+    knn_indices, knn_distances = _exact_cosine_knn(vectors, n_neighbors)
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=params["min_dist"],
+                        metric=params["metric"], random_state=params["random_state"], n_jobs=1,
+                        precomputed_knn=(knn_indices, knn_distances, None))
+    return reducer.fit_transform(vectors)
+
+
+def _exact_cosine_knn(vectors: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours (self included, as UMAP expects) of unit vectors, one row block at a time."""
+    n = len(vectors)
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k), dtype=np.float32)
+    for start in range(0, n, block):
+        sims = vectors[start:start + block] @ vectors.T
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        part_sims = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-part_sims, axis=1)
+        indices[start:start + block] = np.take_along_axis(part, order, axis=1)
+        distances[start:start + block] = np.maximum(0.0, 1.0 - np.take_along_axis(part_sims, order, axis=1))
+    return indices, distances
+
+
+def tag_map_frame(points: TagPoints, matrix: TagMatrix, view: VocabularyView, state: CurationState,
+                  k: int) -> pd.DataFrame:
+    """One row per raw tag: position, raw df, its canonical tag, that tag's rank, in/out of top K, merged,
+    pruned, and the domain mix of its clips."""
+    id_of = {text: i for i, text in enumerate(matrix.tag_texts) if i > 0}
+    ids = np.array([id_of.get(tag, 0) for tag in points.tags], dtype=np.int64)
+    slots = matrix.slots
+    present = slots >= 0
+    n_domains = len(matrix.domains)
+    pair_tag = slots[present].astype(np.int64)
+    pair_domain = np.broadcast_to(matrix.domain_index[:, None], slots.shape)[present]
+    counts = np.bincount(pair_tag * n_domains + pair_domain,
+                         minlength=len(matrix.tag_texts) * n_domains).reshape(len(matrix.tag_texts), n_domains)
+    per_tag = counts[ids]
+    raw_df = per_tag.sum(axis=1)
+    share = per_tag / np.maximum(raw_df, 1)[:, None]
+    canonical = [state.canonical(tag) for tag in points.tags]
+    rank_of = dict(zip(view.ranking["tag"], view.ranking["rank"]))
+    ranks = np.array([rank_of.get(c, 0) for c in canonical], dtype=np.int64)
+    frame = pd.DataFrame({
+        "tag": points.tags, "x": points.x, "y": points.y, "df": raw_df, "canonical": canonical,
+        "rank": ranks, "in_top_k": (ranks > 0) & (ranks <= k),
+        "merged": [c != t for c, t in zip(canonical, points.tags)],
+        "pruned": [c in state.pruned for c in canonical],
+        "main_domain": np.array(matrix.domains, dtype=object)[share.argmax(axis=1)] if n_domains else "unknown",
+        "domain_mix": [", ".join(f"{d} {s:.0%}" for d, s in zip(matrix.domains, row) if s > 0) for row in share],
+    })
+    frame["state"] = np.select([frame.pruned, frame.merged, frame.in_top_k], ["pruned", "merged", "in top K"],
+                               "outside top K")
+    return frame
+
+
+def neighbours_on_map(frame: pd.DataFrame, tag: str, n: int = 10) -> list[str]:
+    """The tag and its n nearest points on the map (what a search highlights)."""
+    match = frame.index[frame["tag"] == tag]
+    if len(match) == 0:
+        return []
+    origin = frame.loc[match[0], ["x", "y"]].to_numpy(dtype=float)
+    distance = np.hypot(frame["x"].to_numpy() - origin[0], frame["y"].to_numpy() - origin[1])
+    return frame["tag"].to_numpy()[np.argsort(distance)[: n + 1]].tolist()

@@ -1,0 +1,40 @@
+"""The tag map: UMAP computed once and cached in DuckDB; decisions only change how points are drawn."""
+from __future__ import annotations
+
+from helpers import make_cut, write_jsonl
+
+from curation.ingest.ingest import ingest_path
+from curation.vocabulary.decisions import Decision, list_decisions, record_decision, replay
+from curation.vocabulary.ranking import compute_vocabulary, load_tag_matrix
+from curation.vocabulary.tagmap import neighbours_on_map, tag_map_frame, tag_projection
+
+WORDS = ["drum", "drums", "snare", "kick", "guitar", "piano", "violin", "rain", "wind", "thunder", "dog", "bark",
+         "cat", "bird", "chirp", "speech", "male", "female", "child", "laugh", "engine", "car", "siren", "alarm",
+         "reverb", "echo", "studio", "outdoor", "indoor", "music"]
+
+
+def test_projection_is_cached_and_survives_decisions(con, tmp_path):
+    cuts = [make_cut(f"c{i}", tags=(WORDS[i], WORDS[(i + 1) % len(WORDS)], WORDS[(i * 7) % len(WORDS)]),
+                     domain=("music", "speech", "environment")[i % 3]) for i in range(len(WORDS))]
+    ingest_path(con, write_jsonl(tmp_path / "cuts.jsonl", cuts))
+    first = tag_projection(con)
+    assert first.computed_now and sorted(first.tags.tolist()) == sorted(WORDS)
+    record_decision(con, Decision.merge(["drums"], into="drum"), by="ana")
+    record_decision(con, Decision.prune(["studio"]), by="ana")
+    second = tag_projection(con)
+    assert not second.computed_now and second.key == first.key
+    assert (second.x == first.x).all() and (second.y == first.y).all()
+    state = replay(list_decisions(con))
+    matrix = load_tag_matrix(con)
+    frame = tag_map_frame(second, matrix, compute_vocabulary(matrix, state), state, k=5).set_index("tag")
+    assert frame.loc["drums", "canonical"] == "drum" and frame.loc["drums", "state"] == "merged"
+    assert frame.loc["studio", "state"] == "pruned"
+    assert frame["in_top_k"].sum() >= 5  # merged raw tags count with their canonical tag
+    assert set(frame.loc["drum", "domain_mix"].split(", ")) <= {f"{d} {s}" for d in ("music", "speech", "environment")
+                                                             for s in ("100%", "50%", "33%", "67%")}
+    near = neighbours_on_map(frame.reset_index(), "rain", n=3)
+    assert near[0] == "rain" and len(near) == 4
+    # A new raw tag changes the tag set, so a new projection is made (and cached under another key).
+    ingest_path(con, write_jsonl(tmp_path / "more.jsonl", [make_cut("new", tags=("trumpet",))]))
+    third = tag_projection(con)
+    assert third.computed_now and third.key != first.key
