@@ -6,7 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
-from curation import store
+from curation import settings
 from curation.store import corpus as store_corpus
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def open_app_page(db_path: Path, monkeypatch, page: str | None = None, *, name: 
     fails the test if the first run raised."""
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv(store.DB_ENV_VAR, str(db_path))
+    monkeypatch.setenv(settings.DB.name, str(db_path))
     monkeypatch.chdir(PROJECT)
     app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=timeout_s)
     if name is not None:

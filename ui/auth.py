@@ -15,18 +15,17 @@ required, and binds the actor so that the library refuses any write the role doe
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
 
+from curation import settings
 from curation.admin import permissions
 from curation.admin.permissions import Actor
 from curation.admin.users import SignInThrottle, UsersFileError, user_for_email, users_file_path, verify_password
 from ui.db import db_path
 from ui.text import escape_markdown
 
-AUTH_ENV_VAR = "UTS_AUTH"
 MODES = ("local", "users", "oidc")
 _SESSION_KEY = "_uts_signed_in"  # the signed-in user's name (users mode)
 _ACTOR_KEY = "_uts_actor"
@@ -42,13 +41,13 @@ FALLBACK_ABILITY = "users"
 
 
 def auth_mode() -> str:
-    configured = os.environ.get(AUTH_ENV_VAR, "").strip().lower()
+    configured = (settings.AUTH.value() or "").lower()
     if configured in ("local", "none"):
         return "local"
     if configured in MODES:
         return configured
     if configured:
-        st.error(f"{AUTH_ENV_VAR}={configured!r}: expected one of {', '.join(MODES)} (or unset)")
+        st.error(f"{settings.AUTH.name}={configured!r}: expected one of {', '.join(MODES)} (or unset)")
         st.stop()
     if _oidc_configured():
         return "oidc"
@@ -115,7 +114,7 @@ def _password_actor() -> Actor:
         st.session_state.pop(_SESSION_KEY, None)
         st.warning(f"{name!r} is no longer in the users file; sign in again.")
     if not path.exists():
-        st.error(f"Sign-in is required ({AUTH_ENV_VAR}=users) but there is no users file at {path}: add a user "
+        st.error(f"Sign-in is required ({settings.AUTH.name}=users) but there is no users file at {path}: add a user "
                  "with `python -m curation users add NAME --role admin`.")
         st.stop()
     st.title("Sign in to UTS Studio")

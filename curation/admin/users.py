@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from curation import settings
 from curation.admin import permissions
 from curation.admin.permissions import ROLES
 from curation.errors import UtsError
 
-USERS_FILE_ENV_VAR = "UTS_USERS_FILE"
 FORMAT_VERSION = 1
 # scrypt cost: ~50 ms per check on one core (slows guessing; a sign-in is rare).
 SCRYPT_N, SCRYPT_R, SCRYPT_P, KEY_BYTES, SALT_BYTES = 2**14, 8, 1, 32, 16
@@ -54,7 +54,7 @@ class User:
 
 def users_file_path(db_path: str | os.PathLike | None = None) -> Path:
     """$UTS_USERS_FILE, else users.json in the database's folder."""
-    configured = os.environ.get(USERS_FILE_ENV_VAR)
+    configured = settings.USERS_FILE.value()
     if configured:
         return Path(configured)
     from curation import store

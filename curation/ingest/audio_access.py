@@ -20,10 +20,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from curation import settings
 from curation.errors import UtsError
 from curation.store import ingest as store_ingest
-
-AUDIO_ROOTS_ENV_VAR = "UTS_AUDIO_ROOTS"
 
 
 class AudioAccessError(UtsError, PermissionError):
@@ -31,7 +30,7 @@ class AudioAccessError(UtsError, PermissionError):
 
 
 def audio_roots(con: duckdb.DuckDBPyConnection) -> list[Path]:
-    configured = os.environ.get(AUDIO_ROOTS_ENV_VAR)
+    configured = settings.AUDIO_ROOTS.value()
     if configured:
         return [Path(p).resolve() for p in configured.split(os.pathsep) if p.strip()]
     return [Path(p).resolve() for p in store_ingest.ingest_audio_roots(con)]
@@ -51,7 +50,7 @@ def servable_audio_path(con: duckdb.DuckDBPyConnection, audio_path: str | None,
                 raise AudioAccessError(f"{audio_path}: the file is not there (moved since ingest?)")
             return real
     raise AudioAccessError(f"{audio_path}: outside the configured audio roots; refused (set "
-                           f"{AUDIO_ROOTS_ENV_VAR} to serve another folder)")
+                           f"{settings.AUDIO_ROOTS.name} to serve another folder)")
 
 
 def _mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:

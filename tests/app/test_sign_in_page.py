@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import PROJECT, make_cut, open_app_page, write_jsonl
 
-from curation import store
+from curation import settings, store
 from curation.admin import users
 from curation.audit.campaigns import create_campaign
 from curation.ingest.ingest import ingest_path
@@ -28,7 +28,7 @@ def app_db(tmp_path, monkeypatch):
     ingest_path(con, write_jsonl(tmp_path / "cuts.jsonl", cuts))
     create_campaign(con, "pilot", sample_size=4, by="ana", annotators_per_clip=1)
     con.close()
-    for var in ("UTS_AUTH", users.USERS_FILE_ENV_VAR):
+    for var in ("UTS_AUTH", settings.USERS_FILE.name):
         monkeypatch.delenv(var, raising=False)
     return db
 
@@ -146,7 +146,7 @@ def test_identity_provider_sign_in_maps_the_email_to_a_role(app_db, users_file, 
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("UTS_AUTH", "oidc")
-    monkeypatch.setenv(store.DB_ENV_VAR, str(app_db))
+    monkeypatch.setenv(settings.DB.name, str(app_db))
     monkeypatch.chdir(PROJECT)
     app = AppTest.from_file(str(PROJECT / "app.py"), default_timeout=120)
     app.user = {"is_logged_in": False}

@@ -8,8 +8,9 @@ import pytest
 import soundfile
 from helpers import make_cut, open_app_page, write_jsonl
 
+from curation import settings
 from curation.explore.browse import BrowseFilters, browse_page
-from curation.ingest.audio_access import AUDIO_ROOTS_ENV_VAR, AudioAccessError, servable_audio_path
+from curation.ingest.audio_access import AudioAccessError, servable_audio_path
 from curation.ingest.ingest import ingest_path
 from curation.vocabulary.decisions import list_decisions, replay
 from curation.vocabulary.ranking import compute_vocabulary, load_tag_matrix, ranking_table
@@ -75,7 +76,7 @@ def test_vocabulary_search_is_a_literal_substring(corpus, query, expected):
 
 
 def test_manifest_audio_paths_outside_the_roots_are_refused(con, tmp_path, monkeypatch):
-    monkeypatch.delenv(AUDIO_ROOTS_ENV_VAR, raising=False)
+    monkeypatch.delenv(settings.AUDIO_ROOTS.name, raising=False)
     root = tmp_path / "corpus"
     (root / "audio").mkdir(parents=True)
     tone = np.zeros(1600, dtype=np.float32)
@@ -100,7 +101,7 @@ def test_manifest_audio_paths_outside_the_roots_are_refused(con, tmp_path, monke
 
 
 def test_browse_page_shows_refused_audio_as_text_not_a_player(con, db_path, tmp_path, monkeypatch):
-    monkeypatch.delenv(AUDIO_ROOTS_ENV_VAR, raising=False)
+    monkeypatch.delenv(settings.AUDIO_ROOTS.name, raising=False)
     root = tmp_path / "corpus"
     root.mkdir()
     secret = tmp_path / "secret.wav"

@@ -6,13 +6,8 @@ import pytest
 import soundfile
 from helpers import make_cut, write_jsonl
 
-from curation.ingest.audio_access import (
-    AUDIO_ROOTS_ENV_VAR,
-    AudioAccessError,
-    audio_roots,
-    clip_picture_png,
-    servable_audio_path,
-)
+from curation import settings
+from curation.ingest.audio_access import AudioAccessError, audio_roots, clip_picture_png, servable_audio_path
 from curation.ingest.ingest import ingest_path
 
 
@@ -31,14 +26,14 @@ def corpus(con, tmp_path):
 
 def test_only_files_under_the_roots_are_served(con, corpus, monkeypatch):
     root, outside = corpus
-    monkeypatch.delenv(AUDIO_ROOTS_ENV_VAR, raising=False)
+    monkeypatch.delenv(settings.AUDIO_ROOTS.name, raising=False)
     assert audio_roots(con) == [root.resolve()]
     assert servable_audio_path(con, str(root / "audio" / "a.wav")) == (root / "audio" / "a.wav").resolve()
     for hostile in (str(root / "audio" / ".." / ".." / "secret.wav"), str(outside), "/etc/passwd",
                     str(root / "audio" / "link.wav"), "../../etc/passwd", ""):
         with pytest.raises(AudioAccessError):
             servable_audio_path(con, hostile)
-    monkeypatch.setenv(AUDIO_ROOTS_ENV_VAR, str(outside.parent))
+    monkeypatch.setenv(settings.AUDIO_ROOTS.name, str(outside.parent))
     assert servable_audio_path(con, str(outside)) == outside.resolve()
 
 

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from helpers import PROJECT, make_cut, table_snapshot, write_jsonl
 
-from curation import store
+from curation import settings, store
 from curation.cli.main import main
 from curation.errors import SchemaVersionError
 from curation.ingest.ingest import ingest_path
@@ -134,6 +134,6 @@ def test_cli_rejects_broken_file_naming_the_line(db_path, tmp_path):
 
 
 def test_db_path_from_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(store.DB_ENV_VAR, str(tmp_path / "env.duckdb"))
+    monkeypatch.setenv(settings.DB.name, str(tmp_path / "env.duckdb"))
     assert store.resolve_db_path() == tmp_path / "env.duckdb"
     assert store.resolve_db_path(tmp_path / "cli.duckdb") == tmp_path / "cli.duckdb"
