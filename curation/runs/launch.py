@@ -13,7 +13,6 @@ Example::
 """
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -23,25 +22,30 @@ from typing import Sequence
 
 import duckdb
 
-from curation import store
+from curation import settings, store
 from curation.errors import UsageError
 from curation.runs import backends as launcher
 from curation.runs.state import RUN_WRITE_LOCK
 from curation.store import runs as store_runs
 
-RUNS_DIR_ENV = "UTS_RUNS_DIR"
-EXPORTS_DIR_ENV = "UTS_EXPORTS_DIR"
 SWEEP_KS = (800, 1000, 1500, 2000, 3000)
 
 
-def default_runs_root() -> Path:
-    """$UTS_RUNS_DIR, else ``runs/`` beside the database."""
-    return Path(os.environ.get(RUNS_DIR_ENV) or store.resolve_db_path().resolve().parent / "runs")
+def _beside_database(con: duckdb.DuckDBPyConnection) -> Path:
+    # The folder of the file this connection has open, not of $UTS_DB: `runs launch --db /elsewhere/x.duckdb`
+    # must keep its runs and exports beside /elsewhere/x.duckdb.
+    path = store.database_path(con)
+    return path.parent if path is not None else store.resolve_db_path().resolve().parent
 
 
-def default_exports_root() -> Path:
-    """$UTS_EXPORTS_DIR, else ``exports/`` beside the database."""
-    return Path(os.environ.get(EXPORTS_DIR_ENV) or store.resolve_db_path().resolve().parent / "exports")
+def default_runs_root(con: duckdb.DuckDBPyConnection) -> Path:
+    """$UTS_RUNS_DIR, else ``runs/`` beside the database ``con`` has open."""
+    return Path(settings.RUNS_DIR.value() or _beside_database(con) / "runs")
+
+
+def default_exports_root(con: duckdb.DuckDBPyConnection) -> Path:
+    """$UTS_EXPORTS_DIR, else ``exports/`` beside the database ``con`` has open."""
+    return Path(settings.EXPORTS_DIR.value() or _beside_database(con) / "exports")
 
 
 def parse_key_values(text: str, what: str) -> dict[str, str]:
@@ -121,8 +125,8 @@ def launch_runs(con: duckdb.DuckDBPyConnection, request: LaunchRequest, *, runs_
 
     request.check()
     request = replace(request, by=authorize("runs", request.by))  # the signed-in name, or refused
-    runs_root = Path(runs_root or default_runs_root())
-    exports_root = Path(exports_root or default_exports_root())
+    runs_root = Path(runs_root or default_runs_root(con))
+    exports_root = Path(exports_root or default_exports_root(con))
     exports = _exports_for(con, request, exports_root)
     sweep_id = f"sweep-{secrets.token_hex(3)}" if len(exports) > 1 else None
     run_ids = []

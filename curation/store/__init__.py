@@ -2,7 +2,6 @@
 ``store.connect(path)`` and ``store.transaction(con)`` read naturally); every other module beside it holds the SQL
 of one area of the flow and is imported by name (``from curation.store import decisions as store_decisions``)."""
 from curation.store.schema import (
-                                   DB_ENV_VAR,
                                    DEFAULT_DB_PATH,
                                    FIRST_GENERATED_CAPTION_SQL,
                                    MIGRATIONS,
@@ -12,6 +11,7 @@ from curation.store.schema import (
                                    SCHEMA_VERSION,
                                    Migration,
                                    connect,
+                                   database_path,
                                    migrate,
                                    now_utc,
                                    resolve_db_path,
@@ -19,6 +19,6 @@ from curation.store.schema import (
                                    transaction,
 )
 
-__all__ = ["DB_ENV_VAR", "DEFAULT_DB_PATH", "FIRST_GENERATED_CAPTION_SQL", "MIGRATIONS", "ORIGINAL_CAPTIONS_SQL",
-           "PROJECT_ROOT", "RAW_TAGS_SQL", "SCHEMA_VERSION", "Migration", "connect", "migrate", "now_utc",
+__all__ = ["DEFAULT_DB_PATH", "FIRST_GENERATED_CAPTION_SQL", "MIGRATIONS", "ORIGINAL_CAPTIONS_SQL", "PROJECT_ROOT",
+           "RAW_TAGS_SQL", "SCHEMA_VERSION", "Migration", "connect", "database_path", "migrate", "now_utc",
            "resolve_db_path", "schema_version", "transaction"]

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import duckdb
 
+from curation import settings
 from curation.errors import SchemaVersionError, StoreBusyError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DB_PATH = PROJECT_ROOT / "data" / "uts.duckdb"
-DB_ENV_VAR = "UTS_DB"
 
 
 @dataclass(frozen=True)
@@ -171,8 +171,8 @@ def resolve_db_path(cli_value: str | os.PathLike | None = None) -> Path:
     """--db wins, then $UTS_DB, then data/uts.duckdb in the project."""
     if cli_value:
         return Path(cli_value)
-    if os.environ.get(DB_ENV_VAR):
-        return Path(os.environ[DB_ENV_VAR])
+    if settings.DB.value():
+        return Path(settings.DB.value())
     return DEFAULT_DB_PATH
 
 
@@ -199,6 +199,12 @@ def connect(db_path: str | os.PathLike | None = None, *, read_only: bool = False
         con.close()
         raise
     return con
+
+
+def database_path(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The file this connection has open (None for an in-memory database): what "beside the database" means."""
+    rows = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    return Path(rows[0][0]).resolve() if rows and rows[0][0] else None
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -266,3 +266,20 @@ def test_a_signed_in_curator_may_not_launch_runs_and_nothing_is_written(corpus, 
         run = _launch(corpus, tmp_path, "finish", by=None)
     assert run["created_by"] == "al"
     _wait_driver(run)
+
+
+def test_runs_and_exports_go_beside_the_database_they_were_launched_on(tmp_path, monkeypatch):
+    from curation.runs.launch import default_exports_root, default_runs_root
+
+    monkeypatch.setenv("UTS_DB", str(tmp_path / "default" / "uts.duckdb"))  # another database is the default
+    monkeypatch.delenv("UTS_RUNS_DIR", raising=False)
+    monkeypatch.delenv("UTS_EXPORTS_DIR", raising=False)
+    elsewhere = tmp_path / "elsewhere" / "x.duckdb"
+    con = store.connect(elsewhere)
+    try:
+        assert default_runs_root(con) == elsewhere.parent.resolve() / "runs"
+        assert default_exports_root(con) == elsewhere.parent.resolve() / "exports"
+        monkeypatch.setenv("UTS_RUNS_DIR", str(tmp_path / "chosen"))
+        assert default_runs_root(con) == tmp_path / "chosen"
+    finally:
+        con.close()
