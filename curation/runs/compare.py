@@ -79,7 +79,7 @@ def lineage(con: duckdb.DuckDBPyConnection, run_id: str) -> Lineage:
     export = store_runs.export_row(con, int(row["export_id"])) if row["export_id"] is not None else None
     if export is None:
         return Lineage(run_id, None, decision_log_frame([], replay([])))
-    included = [r for r in list_decisions(con) if r.decision_id <= int(export["last_decision_id"])]
+    included = list_decisions(con, up_to=int(export["last_decision_id"]))
     return Lineage(run_id, export, decision_log_frame(included, replay(included)))
 
 
@@ -220,9 +220,7 @@ def coverage_at(con: duckdb.DuckDBPyConnection, ks: Sequence[int], last_decision
     from curation.vocabulary.decisions import list_decisions, replay
     from curation.vocabulary.ranking import compute_vocabulary, load_tag_matrix
 
-    records = list_decisions(con)
-    if last_decision_id is not None:
-        records = [r for r in records if r.decision_id <= last_decision_id]
+    records = list_decisions(con, up_to=last_decision_id)
     view = compute_vocabulary(matrix if matrix is not None else load_tag_matrix(con), replay(records), rank_by=rank_by)
     coverage = view.coverage[["k", "share_kept", "clips_kept", "mean_tags"]].copy()
     coverage["at_run_k"] = coverage["k"].isin([int(k) for k in ks])
@@ -242,10 +240,7 @@ def tag_ap_frame(con: duckdb.DuckDBPyConnection, run_id: str, matrix=None,
     if frame.empty:
         return frame.assign(df=pd.Series(dtype=float))
     export = store_runs.export_row(con, int(row["export_id"])) if row["export_id"] is not None else None
-    records = list_decisions(con)
-    if export is not None:
-        records = [r for r in records if r.decision_id <= int(export["last_decision_id"])]
-    state = replay(records)
+    state = replay(list_decisions(con, up_to=int(export["last_decision_id"]) if export is not None else None))
     view = compute_vocabulary(matrix if matrix is not None else load_tag_matrix(con), state,
                               rank_by=export["ranking"] if export else "tfidf")
     frame = frame.merge(view.ranking[["tag", "df"]], on="tag", how="left")

@@ -1,4 +1,5 @@
-"""SQL of backups, restores and the decision-log export/replay (see curation/admin/backup.py, curation/vocabulary/decision_log.py).
+"""SQL of backups, restores and the suggestion verdicts of the decision-log export/replay (see
+curation/admin/backup.py, curation/vocabulary/decision_log.py; decisions themselves go through store/decisions.py).
 
 A copy is DuckDB's ``COPY FROM DATABASE`` into a freshly attached file: one read transaction, so the copy is
 a consistent snapshot even while other cursors of the same connection write.
@@ -37,11 +38,6 @@ def user_table_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {name: con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0] for name in names}
 
 
-def decision_export_rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
-    return con.execute("SELECT decision_id, decided_at, decided_by, action, payload, reason FROM decisions "
-                       "ORDER BY decision_id").fetchall()
-
-
 def suggestion_verdict_rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     return con.execute("SELECT group_key, verdict, decided_by, decided_at, members, canonical "
                        "FROM suggestion_verdicts ORDER BY decided_at, group_key").fetchall()
@@ -50,13 +46,6 @@ def suggestion_verdict_rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
 def count_decisions(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT (SELECT count(*) FROM decisions) + (SELECT count(*) FROM suggestion_verdicts)"
                        ).fetchall()[0][0]
-
-
-def insert_decision_as_logged(con: duckdb.DuckDBPyConnection, decision_id: int, decided_at, decided_by: str,
-                              action: str, payload_json: str, reason: str | None) -> None:
-    con.execute("INSERT INTO decisions (decision_id, decided_at, decided_by, action, payload, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?)", [decision_id, decided_at or now_utc(), decided_by, action,
-                                              payload_json, reason])
 
 
 def insert_suggestion_verdict_as_logged(con: duckdb.DuckDBPyConnection, group_key: str, verdict: str,

@@ -10,15 +10,18 @@ import duckdb
 from curation.store.schema import now_utc
 
 
-def decision_rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+def decision_rows(con: duckdb.DuckDBPyConnection, up_to: int | None = None) -> list[tuple]:
+    """(decision_id, decided_at, decided_by, action, payload, reason) in order, up to ``up_to`` when given."""
     return con.execute("SELECT decision_id, decided_at, decided_by, action, payload, reason FROM decisions "
-                       "ORDER BY decision_id").fetchall()
+                       "WHERE ? IS NULL OR decision_id <= ? ORDER BY decision_id", [up_to, up_to]).fetchall()
 
 
 def append_decision(con: duckdb.DuckDBPyConnection, action: str, payload_json: str, by: str,
-                    reason: str | None) -> int:
-    decision_id = con.execute("SELECT coalesce(max(decision_id), 0) + 1 FROM decisions").fetchall()[0][0]
-    con.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?)",
-                [decision_id, now_utc(), by, action, payload_json, reason])
+                    reason: str | None, *, decision_id: int | None = None, decided_at=None) -> int:
+    """The one writer of the decisions table. A new decision takes the next id and the current time; a replayed
+    log (curation/vocabulary/decision_log.py) keeps its original id and time."""
+    if decision_id is None:
+        decision_id = con.execute("SELECT coalesce(max(decision_id), 0) + 1 FROM decisions").fetchall()[0][0]
+    con.execute("INSERT INTO decisions (decision_id, decided_at, decided_by, action, payload, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [decision_id, decided_at or now_utc(), by, action, payload_json, reason])
     return decision_id
-

@@ -26,6 +26,7 @@ from curation.admin import permissions
 from curation.errors import UtsError
 from curation.store import backup as store_backup
 from curation.store import corpus as store_corpus
+from curation.store import decisions as store_decisions
 from curation.store import vocabulary as store_vocabulary
 from curation.vocabulary.decisions import ACTIONS, Decision, DecisionError, DecisionRecord, _check
 
@@ -49,7 +50,7 @@ def _iso(value) -> str | None:
 
 
 def export_decision_log(con: duckdb.DuckDBPyConnection, out: Path) -> LogSummary:
-    decisions = store_backup.decision_export_rows(con)
+    decisions = store_decisions.decision_rows(con)
     verdicts = store_backup.suggestion_verdict_rows(con)
     stats = store_corpus.corpus_stats(con)
     lines = [{"kind": "header", "format": LOG_FORMAT, "version": LOG_VERSION,
@@ -149,7 +150,8 @@ def _replay_decision(con, path: Path, number: int, entry: dict, records: list[De
                                f"{exc}") from None
     new_texts = [payload["into"]] if action in ("merge", "rename") else [payload["tag"]] if action == "clip_add" else []
     store_vocabulary.intern_tags(con, new_texts)
-    store_backup.insert_decision_as_logged(con, decision_id, decided_at, by, action, json.dumps(payload), reason)
+    store_decisions.append_decision(con, action, json.dumps(payload), by, reason, decision_id=decision_id,
+                                    decided_at=decided_at)
     return DecisionRecord(decision_id, decided_at, by, action, payload, reason)
 
 
