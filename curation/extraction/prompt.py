@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from curation.errors import UtsError
+from curation.ingest.tag_text import normalize_tag
 
 PROMPT_VERSION = "uts-tags-v1"
 
@@ -107,8 +108,9 @@ def parse_labels(answer: str | None) -> ParsedLabels:
 
 
 def normalise_label(text: str) -> tuple[str | None, str]:
-    """(label, "") or (None, why): lowercase, inner spaces/underscores -> '-', at most 3 words."""
-    cleaned = _NON_LABEL_CHARS.sub(" ", text.lower().replace("_", " "))
+    """(label, "") or (None, why): the tag spelling rule (normalize_tag), then inner spaces/underscores -> '-',
+    at most 3 words."""
+    cleaned = _NON_LABEL_CHARS.sub(" ", normalize_tag(text).replace("_", " "))
     words = [w for w in re.split(r"[\s]+", cleaned) if w]
     words = [w.strip("-") for w in words if w.strip("-")]
     if not words:

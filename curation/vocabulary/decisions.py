@@ -24,6 +24,7 @@ import duckdb
 from curation import store
 from curation.admin import permissions
 from curation.errors import UtsError
+from curation.ingest.tag_text import normalize_tag
 from curation.store import decisions as store_decisions
 from curation.store import vocabulary as store_vocabulary
 
@@ -34,20 +35,27 @@ class DecisionError(UtsError, ValueError):
     """A decision that cannot be applied (unknown tag, cycle, nothing to undo, ...)."""
 
 
+def _spelled(tag):
+    # Non-text is left for _check to refuse with a message naming it.
+    return normalize_tag(tag) if isinstance(tag, str) else tag
+
+
 @dataclass(frozen=True)
 class Decision:
-    """What a curator decided, before it is stored (no id, no time yet)."""
+    """What a curator decided, before it is stored (no id, no time yet). Tag text the decision creates (a merge
+    target, a new name, a tag added to a clip) is spelled by ``normalize_tag``, whichever route made it (app, CLI,
+    API); tags it refers to (what is merged, pruned or removed) are taken as they are stored."""
 
     action: str
     payload: dict
 
     @staticmethod
     def merge(tags: Iterable[str], *, into: str) -> "Decision":
-        return Decision("merge", {"tags": list(tags), "into": into})
+        return Decision("merge", {"tags": list(tags), "into": _spelled(into)})
 
     @staticmethod
     def rename(tag: str, *, to: str) -> "Decision":
-        return Decision("rename", {"tags": [tag], "into": to})
+        return Decision("rename", {"tags": [tag], "into": _spelled(to)})
 
     @staticmethod
     def prune(tags: Iterable[str]) -> "Decision":
@@ -59,7 +67,7 @@ class Decision:
 
     @staticmethod
     def clip_add(clip_id: str, tag: str) -> "Decision":
-        return Decision("clip_add", {"clip_id": clip_id, "tag": tag})
+        return Decision("clip_add", {"clip_id": clip_id, "tag": _spelled(tag)})
 
     @staticmethod
     def clip_remove(clip_id: str, tag: str) -> "Decision":
@@ -198,9 +206,12 @@ def replay(records: list[DecisionRecord]) -> CurationState:
     )
 
 
-def list_decisions(con: duckdb.DuckDBPyConnection) -> list[DecisionRecord]:
+def list_decisions(con: duckdb.DuckDBPyConnection, up_to: int | None = None) -> list[DecisionRecord]:
+    """The log in order; with ``up_to``, only the decisions up to and including that id (the vocabulary version an
+    export or a run was made from: replaying these gives the state as it was then)."""
     return [DecisionRecord(decision_id=row[0], decided_at=row[1], decided_by=row[2], action=row[3],
-                           payload=json.loads(row[4]), reason=row[5]) for row in store_decisions.decision_rows(con)]
+                           payload=json.loads(row[4]), reason=row[5])
+            for row in store_decisions.decision_rows(con, up_to=up_to)]
 
 
 def _check(con: duckdb.DuckDBPyConnection, decision: Decision, records: list[DecisionRecord]) -> None:

@@ -251,3 +251,20 @@ def test_undo_restores_the_previous_vocabulary(tmp_path_factory, clips, action, 
     assert after.ranking[["tag", "df", "score"]].equals(before.ranking[["tag", "df", "score"]])
     assert after.coverage.equals(before.coverage)
     con.close()
+
+
+def test_tag_text_a_decision_creates_is_spelled_the_same_from_every_route(con, db_path, tmp_path, capsys):
+    from curation.cli.main import main
+
+    _corpus(con, tmp_path, HAND)
+    record_decision(con, Decision.clip_add("c1", " Drum "), by="ana")  # the app's route
+    con.close()
+    assert main(["decide", "add-tag", "c2", "DRUM", "--db", str(db_path), "--by", "bo"]) == 0  # the CLI's route
+    assert main(["decide", "merge", "rain", "--into", "Heavy   Rain", "--db", str(db_path), "--by", "bo"]) == 0
+    con = store.connect(db_path)
+    try:
+        state = replay(list_decisions(con))
+        assert {t for _, t in state.clip_adds} == {"drum"}  # one tag, not "Drum", " Drum " and "DRUM"
+        assert state.canonical("rain") == "heavy rain"
+    finally:
+        con.close()
