@@ -1,4 +1,4 @@
-"""CLI: pre-train an encoder on an export and write a run directory (contract: /work/notes/rundir.md).
+"""CLI: pre-train an encoder on an export and write a run directory (its layout: training/rundir.py).
 
 Example: ``python -m training.pretrain --export exports/v800 --out runs/r1 --objective mtc --size tiny
 --steps 200 --device cpu --set lr=2e-3 --set max_batch_s=80``

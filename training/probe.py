@@ -2,7 +2,7 @@
 
 Place in the flow: after ``training.pretrain``; ``python -m training.probe --checkpoint RUN_DIR_or_FILE
 --task TASK.csv --out DIR [--pooling mean|attention|both]`` appends one line per (task, encoder, pooling) to
-DIR/results.jsonl (contract: /work/notes/rundir.md). Encoders: the pre-trained one, a randomly initialised encoder
+DIR/results.jsonl (layout: training/rundir.py). Encoders: the pre-trained one, a randomly initialised encoder
 of the same config (seed 1000 + config seed), and mean fbank features (80-dim frames, averaged over 4 frames to the
 encoder's 40 ms rate). Frame features are extracted once per (checkpoint bytes, task file bytes, encoder, clip cap)
 and cached under DIR/probe_cache/. Task files: CSV or JSONL with audio_path,label[,group][,split]; labels joined by

@@ -1,4 +1,5 @@
-"""Writing the run directory (the contract in /work/notes/rundir.md): atomic JSON files, metrics lines, checkpoints.
+"""Writing the run directory: atomic JSON files, metrics lines, checkpoints. Its layout below is the contract
+between training and the importer of the Runs page (curation/runs/importer.py).
 
 Place in the flow: the trainer writes config.json before step 0, appends metrics.jsonl, replaces per_tag_ap.json
 at each validation, saves checkpoints/step_N.pt + last.pt, and writes finished.json at the end; the probe appends

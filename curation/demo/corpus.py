@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from curation import store
-from curation.demo.synth import CAPTIONER_BIASES, build_demo_corpus
+from curation.demo.synth import build_demo_corpus
 from curation.ingest.ingest import IngestSummary, ingest_path
 from curation.store import corpus as store_corpus
 
@@ -56,7 +56,3 @@ def build_and_ingest_demo(con: duckdb.DuckDBPyConnection, out_dir: Path, *, n_cl
         store_corpus.set_corpus_meta(con, "demo", {"n_clips": n_clips, "seed": seed, "corpus_dir": str(out_dir),
                                             "captioner": "sim-captioner-v1", "extractor": DEMO_EXTRACTOR})
     return DemoSummary(corpus_dir=out_dir, seconds_to_build=built_s, ingest=summary)
-
-
-def declared_bias_names() -> list[str]:
-    return [bias.name for bias in CAPTIONER_BIASES]

@@ -28,7 +28,6 @@ from curation.errors import ManifestError
 MAX_CAPTION_CHARS = 50_000
 MAX_TAG_CHARS = 100
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
-FLAT_COLUMNS = ("id", "audio_path", "caption", "tags", "source", "duration")
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from pathlib import Path
 
 from curation.errors import UtsError
 
+# The choices the trainer accepts, from the trainer itself (training/config.py is plain Python: no torch import).
+from training.config import OBJECTIVES, SIZES
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-OBJECTIVES = ("mtc", "par", "mtc+par")
-SIZES = ("tiny", "small", "base")
 DEVICES = ("cpu", "cuda")
 BACKENDS = ("local", "slurm")
 DRIVER_NAME = "job.sh"
