@@ -28,8 +28,10 @@ demo: $(VENV)/.installed
 	UTS_DB=$(DB) $(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false
 
-# Installs test dependencies (and Debian's chromium for the browser test) and runs every test.
+# Installs test dependencies (and Debian's chromium for the browser test), checks the import contracts of
+# .importlinter, and runs every test.
 test: $(VENV)/.installed-dev chromium
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
 chromium:
