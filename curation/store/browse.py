@@ -1,6 +1,6 @@
 """Store module of the Browse capability: every SQL statement of the caption text index and of the browse pages.
 
-Place in the flow: beside ``store.py`` (which owns the schema; migration 6 created ``caption_terms`` and
+Place in the flow: beside ``store/schema.py`` (which owns the schema; migration 6 created ``caption_terms`` and
 ``caption_postings``). ``text_index`` and ``browse`` call these functions; neither holds SQL.
 
 Every value that comes from a user is a bound parameter. The only text spliced into SQL is this module's own

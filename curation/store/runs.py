@@ -1,6 +1,6 @@
 """Store module of training runs: every SQL statement on runs, run_metrics, probe_results, run_tag_ap, run_files.
 
-Place in the flow: beside ``store.py`` (which owns the schema; migration 9 created these tables).
+Place in the flow: beside ``store/schema.py`` (which owns the schema; migration 9 created these tables).
 ``curation.runs`` (launch, follow, importer, compare) calls these functions; it holds no SQL.
 
 Example::
