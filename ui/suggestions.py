@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from curation.vocabulary.decisions import DecisionError
-from curation.vocabulary.suggestions import accept_suggestion, reject_suggestion, suggest_merges
+from curation.vocabulary.suggestions import accept_suggestion, accept_suggestions, reject_suggestion, suggest_merges
 from ui.db import db_cursor
-from ui.state import flash, require_name, tag_matrix
+from ui.decide import apply_decision
+from ui.state import tag_matrix
 from ui.text import escape_markdown
 
 
@@ -36,29 +36,18 @@ def render_suggestions(top: int = 50) -> None:
                                           key=f"canonical_{suggestion.group_key}")
                 accept_col, reject_col = st.columns(2)
                 if accept_col.button("Accept", key=f"accept_{index}"):
-                    _apply(lambda name: accept_suggestion(db_cursor(), suggestion, by=name, canonical=canonical),
-                           f"Merged {', '.join(suggestion.tags)} into {canonical}")
+                    apply_decision(
+                        lambda name: accept_suggestion(db_cursor(), suggestion, by=name, canonical=canonical),
+                        lambda _record: f"Merged {', '.join(suggestion.tags)} into {canonical}")
                 if reject_col.button("Reject", key=f"reject_{index}"):
-                    _apply(lambda name: reject_suggestion(db_cursor(), suggestion, by=name),
-                           f"Rejected {', '.join(suggestion.tags)}: not proposed again")
+                    apply_decision(lambda name: reject_suggestion(db_cursor(), suggestion, by=name),
+                                   lambda _none: f"Rejected {', '.join(suggestion.tags)}: not proposed again")
             if picked:
                 bulk.append((suggestion, canonical))
     if bulk and st.button(f"Accept the {len(bulk)} selected suggestions", key="accept_bulk"):
-        _apply(lambda name: [accept_suggestion(db_cursor(), s, by=name, canonical=c) for s, c in bulk],
-               f"Accepted {len(bulk)} suggestions")
-
-
-def _apply(action, done: str) -> None:
-    name = require_name()
-    if name is None:
-        return
-    try:
-        action(name)
-    except DecisionError as exc:
-        st.error(str(exc))
-        return
-    flash(done)
-    st.rerun()
+        # One transaction for the whole selection: a refused merge leaves none of the others applied.
+        apply_decision(lambda name: accept_suggestions(db_cursor(), bulk, by=name),
+                       lambda records: f"Accepted {len(records)} suggestions")
 
 
 def render_prune_suggestions(k: int, decide) -> None:

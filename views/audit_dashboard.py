@@ -6,10 +6,11 @@ import streamlit as st
 
 from curation.audit.campaigns import AuditError, campaign_table
 from curation.audit.report import campaign_report, tag_clip_ids
-from curation.vocabulary.decisions import Decision, DecisionError, record_decision
+from curation.vocabulary.decisions import Decision
 from ui.auth import can
 from ui.db import db_cursor
-from ui.state import flash, require_name, show_flash, tag_matrix
+from ui.decide import decide
+from ui.state import show_flash, tag_matrix
 from ui.text import escape_markdown
 
 st.title("Captioner bias")
@@ -56,15 +57,8 @@ if tag:
     prune_col, clips_col = st.columns(2)
     if can("decide") and prune_col.button(f"Prune {escape_markdown(repr(tag))} from every vocabulary",
                                           key="dashboard_prune"):
-        name = require_name()
-        if name:
-            try:
-                record_decision(db_cursor(), Decision.prune([tag]), by=name,
-                                reason=f"audit {labels[campaign_id]}: precision interval below the reference")
-                flash(f"Pruned {tag!r}.")
-                st.rerun()
-            except DecisionError as exc:
-                st.error(str(exc))
+        decide(Decision.prune([tag]), f"audit {labels[campaign_id]}: precision interval below the reference",
+               message=lambda _record: f"Pruned {tag!r}.")
     if clips_col.button(f"Open the clips tagged {escape_markdown(repr(tag))} in Browse", key="dashboard_open_clips"):
         st.session_state["browse_tags"] = [tag]
         st.session_state["browse_audited"] = "yes"

@@ -4,12 +4,13 @@ import streamlit as st
 
 from curation.explore.browse import BrowseError, BrowseFilters, browse_page
 from curation.store import vocabulary as store_vocabulary
-from curation.vocabulary.decisions import Decision, DecisionError, record_decision
+from curation.vocabulary.decisions import Decision
 from curation.vocabulary.tag_details import highlight, surface_forms, tag_chips_html
 from ui.audio import play_clip
 from ui.auth import can
 from ui.db import db_cursor
-from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
+from ui.decide import decide
+from ui.state import selected_k, show_flash, vocabulary_view
 from ui.text import escape_markdown
 
 PAGE_SIZE = 20
@@ -73,21 +74,14 @@ for row in page.rows:
             with st.popover("Edit this clip's tags"):
                 new_tag = st.text_input("Add a tag", key=f"add_{row.clip_key}")
                 if st.button("Add", key=f"add_button_{row.clip_key}", disabled=not new_tag.strip()):
-                    decision = Decision.clip_add(row.clip_id, new_tag.strip().lower())
+                    decision = Decision.clip_add(row.clip_id, new_tag)  # spelled by the library (normalize_tag)
                 else:
                     decision = None
                 gone = st.selectbox("Remove a tag", row.canonical_tags, index=None, key=f"remove_{row.clip_key}")
                 if st.button("Remove", key=f"remove_button_{row.clip_key}", disabled=gone is None):
                     decision = Decision.clip_remove(row.clip_id, gone)
                 if decision is not None:
-                    name = require_name()
-                    if name:
-                        try:
-                            record = record_decision(db_cursor(), decision, by=name)
-                            flash(f"Decision #{record.decision_id}: {record.describe()}")
-                            st.rerun()
-                        except DecisionError as exc:
-                            st.error(str(exc))
+                    decide(decision)
 
 previous, following = st.columns(2)
 if previous.button("Previous page", disabled=len(starts) == 1, key="browse_previous"):

@@ -3,10 +3,11 @@ state; search highlights a tag and its neighbours; a box or lasso selection beco
 import plotly.express as px
 import streamlit as st
 
-from curation.vocabulary.decisions import Decision, DecisionError, record_decision
+from curation.vocabulary.decisions import Decision
 from curation.vocabulary.tagmap import neighbours_on_map, tag_map_frame, tag_projection
 from ui.db import db_cursor
-from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
+from ui.decide import decide
+from ui.state import selected_k, show_flash, vocabulary_view
 from ui.text import escape_markdown, inline_code
 
 st.title("Tag map")
@@ -56,13 +57,6 @@ if selected:
     if prune_col.button("Prune selection", key="map_prune"):
         action = Decision.prune(sorted({state.canonical(t) for t in selected} - set(state.pruned)))
     if action is not None:
-        name = require_name()
-        if name:
-            try:
-                record = record_decision(db_cursor(), action, by=name, reason=reason or None)
-                flash(f"Decision #{record.decision_id}: {record.describe()}")
-                st.rerun()
-            except DecisionError as exc:
-                st.error(str(exc))
+        decide(action, reason)
 st.caption(f"{len(frame):,} raw tags · projection {points.key[:8]} "
            f"({'computed now' if points.computed_now else 'from the cache'})")

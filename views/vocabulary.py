@@ -4,12 +4,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from curation.vocabulary.decisions import Decision, DecisionError, decision_log_frame, list_decisions, record_decision
+from curation.vocabulary.decisions import Decision, decision_log_frame, list_decisions
 from curation.vocabulary.ranking import K_MARKS, ranking_table
 from curation.vocabulary.tag_details import tag_examples
 from ui.audio import play_clip
 from ui.db import db_cursor
-from ui.state import flash, require_name, selected_k, show_flash, vocabulary_view
+from ui.decide import decide
+from ui.state import selected_k, show_flash, vocabulary_view
 from ui.text import escape_markdown, inline_code
 
 st.title("Vocabulary")
@@ -30,20 +31,6 @@ cols[1].metric(f"Clips kept at K={k:,}", f"{coverage_at_k.share_kept:.1%}")
 cols[2].metric("Mean tags per kept clip", f"{coverage_at_k.mean_tags:.2f}")
 cols[3].metric("Pruned tags", f"{len(view.pruned):,}")
 cols[4].metric("Decisions", f"{len(state.active_ids):,} in effect")
-
-
-def decide(decision: Decision, reason: str | None = None) -> None:
-    name = require_name()
-    if name is None:
-        return
-    try:
-        record = record_decision(db_cursor(), decision, by=name, reason=reason or None)
-    except DecisionError as exc:
-        st.error(str(exc))
-        return
-    flash(f"Decision #{record.decision_id}: {record.describe()}")
-    st.rerun()
-
 
 tags_tab, suggestions_tab, k_tab, log_tab = st.tabs(["Tags", "Merge suggestions", "K explorer", "Decisions"])
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import duckdb
 
@@ -299,19 +299,32 @@ def record_decision(con: duckdb.DuckDBPyConnection, decision: Decision, *, by: s
     (e.g. the verdict on the merge suggestion it accepts): both land or neither does. In the app the signed-in
     actor must have the "decide" ability (curation.admin.permissions), and the decision is recorded under their name.
     """
+    return record_decisions(con, [(decision, reason, also)], by=by)[0]
+
+
+def record_decisions(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[Decision, str | None, object]], *,
+                     by: str) -> list[DecisionRecord]:
+    """Several decisions as ONE write: each ``(decision, reason, also or None)`` is checked against the log
+    including the earlier items, appended, and its ``also(con, decision_id)`` run; all of them land or none does
+    (e.g. a bulk accept of merge suggestions whose last merge would close a cycle writes nothing)."""
     by = permissions.authorize("decide", by)
     if not isinstance(by, str) or not by.strip():
         raise DecisionError("every decision names who made it: expected a non-empty --by / display name")
+    by = by.strip()
+    decision_ids = []
     with store.transaction(con):
-        records = list_decisions(con)
-        _check(con, decision, records)
-        new_texts = []
-        if decision.action in ("merge", "rename"):
-            new_texts.append(decision.payload["into"])
-        if decision.action == "clip_add":
-            new_texts.append(decision.payload["tag"])
-        store_vocabulary.intern_tags(con, new_texts)
-        decision_id = store_decisions.append_decision(con, decision.action, json.dumps(decision.payload), by.strip(), reason)
-        if also is not None:
-            also(con, decision_id)
-    return [r for r in list_decisions(con) if r.decision_id == decision_id][0]
+        for decision, reason, also in items:
+            _check(con, decision, list_decisions(con))  # re-read: the log holds this call's earlier items too
+            new_texts = []
+            if decision.action in ("merge", "rename"):
+                new_texts.append(decision.payload["into"])
+            if decision.action == "clip_add":
+                new_texts.append(decision.payload["tag"])
+            store_vocabulary.intern_tags(con, new_texts)
+            decision_id = store_decisions.append_decision(con, decision.action, json.dumps(decision.payload), by,
+                                                          reason)
+            if also is not None:
+                also(con, decision_id)
+            decision_ids.append(decision_id)
+    by_id = {record.decision_id: record for record in list_decisions(con)}
+    return [by_id[decision_id] for decision_id in decision_ids]

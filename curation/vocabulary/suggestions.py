@@ -32,6 +32,7 @@ Example::
     for s in suggestions:
         print(s.canonical, s.tags, s.score, s.reasons)
     accept_suggestion(con, suggestions[0], by="ana")       # one merge decision + an 'accepted' verdict
+    accept_suggestions(con, [(suggestions[2], None), (suggestions[3], "hi hat")], by="ana")  # all or none
     reject_suggestion(con, suggestions[1], by="ana")       # never proposed again
     suggest_prunes(con, k=1000)                            # [{'tag': ..., 'df': 1, 'reason': ...}, ...]
 """
@@ -42,7 +43,7 @@ import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Sequence
 
 import duckdb
 import numpy as np
@@ -57,6 +58,7 @@ from curation.vocabulary.decisions import (
     DecisionRecord,
     list_decisions,
     record_decision,
+    record_decisions,
     replay,
 )
 from curation.vocabulary.embeddings import embed_tags, model_name
@@ -185,13 +187,34 @@ def suggest_merges(con: duckdb.DuckDBPyConnection, *, top: int | None = None, mo
 def accept_suggestion(con: duckdb.DuckDBPyConnection, suggestion: MergeSuggestion, *, by: str,
                       canonical: str | None = None, reason: str | None = None) -> DecisionRecord:
     """Merge every member into the suggested (or edited) canonical name and remember the verdict."""
-    target = (suggestion.canonical if canonical is None else canonical).strip()
+    decision, reason, verdict = _acceptance(suggestion, canonical, reason, by=by)
+    return record_decision(con, decision, by=by, reason=reason, also=verdict)
+
+
+def accept_suggestions(con: duckdb.DuckDBPyConnection,
+                       accepted: Sequence[tuple[MergeSuggestion, str | None]], *, by: str) -> list[DecisionRecord]:
+    """Accept several suggestions as ONE write: each ``(suggestion, canonical or None)`` becomes its merge
+    decision plus its 'accepted' verdict, all of them or none. Each merge is checked against the log including
+    the ones before it in the list, so a refusal half-way (a stale suggestion, a cycle made by edited canonical
+    names, a missing permission) rolls back every earlier one too. The records come back in the given order."""
+    return record_decisions(con, [_acceptance(suggestion, canonical, None, by=by)
+                                  for suggestion, canonical in accepted], by=by)
+
+
+def _acceptance(suggestion: MergeSuggestion, canonical: str | None, reason: str | None, *, by: str):
+    """(merge decision, reason, also) for accepting ``suggestion`` under ``canonical``: ``also(con, decision_id)``
+    writes the 'accepted' verdict inside the decision's transaction (record_decision's ``also``)."""
+    # Decision.merge spells the target (normalize_tag); the sources and the verdict use that spelling too.
+    target = Decision.merge([], into=(suggestion.canonical if canonical is None else canonical).strip()).payload["into"]
     sources = [tag for tag in suggestion.tags if tag != target]
-    return record_decision(
-        con, Decision.merge(sources, into=target), by=by,
-        reason=reason or "merge suggestion: " + "; ".join(suggestion.reasons),
-        also=lambda c, _decision_id: store_vocabulary.record_suggestion_verdict(
-            c, suggestion.group_key, "accepted", by.strip(), list(suggestion.tags), target))
+
+    def verdict(con: duckdb.DuckDBPyConnection, _decision_id: int) -> None:
+        # Runs after record_decision has authorized and refused an empty name, so by.strip() is safe here.
+        store_vocabulary.record_suggestion_verdict(con, suggestion.group_key, "accepted", by.strip(),
+                                                   list(suggestion.tags), target)
+
+    return (Decision.merge(sources, into=target), reason or "merge suggestion: " + "; ".join(suggestion.reasons),
+            verdict)
 
 
 def reject_suggestion(con: duckdb.DuckDBPyConnection, suggestion: MergeSuggestion, *, by: str) -> None:

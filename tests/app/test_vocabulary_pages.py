@@ -11,6 +11,7 @@ from curation.vocabulary.decisions import list_decisions
 CLIPS = {
     "c1": ("drum", "drums", "music"), "c2": ("drums", "hihat", "music"), "c3": ("speech", "male"),
     "c4": ("speech", "female", "reverb"), "c5": ("rain", "reverberation"), "c6": ("rain", "drum"),
+    "c7": ("rain", "hiss"), "c8": ("hisss", "music"),  # a second suggestion for the bulk accept
 }
 
 
@@ -101,4 +102,35 @@ def test_suggestion_queue_accept_and_prune_suggestions(corpus_db, monkeypatch):
     assert "hihat" not in _ranked_tags(app)
     con = store.connect(corpus_db)
     assert [r.action for r in list_decisions(con)] == ["merge", "prune"]
+    con.close()
+
+
+def test_bulk_accept_from_the_suggestion_queue_is_one_write(corpus_db, monkeypatch):
+    app = _page(corpus_db, monkeypatch, "views/vocabulary.py")
+    app.toggle(key="show_suggestions").set_value(True).run()
+    keys = [str(w.key).removeprefix("bulk_") for w in app.checkbox if str(w.key).startswith("bulk_")]
+    assert "drum|drums" in keys and len(keys) >= 2, keys
+    for key in keys:
+        app.checkbox(key=f"bulk_{key}").check().run()
+    app.button(key="accept_bulk").click().run()
+    assert not app.exception, app.exception
+    assert [s.value for s in app.success if "Accepted" in s.value] == [f"Accepted {len(keys)} suggestions"]
+    con = store.connect(corpus_db)
+    records = list_decisions(con)
+    verdicts = con.execute("SELECT group_key, verdict, decided_by FROM suggestion_verdicts").fetchall()
+    con.close()
+    assert [(r.action, r.decided_by) for r in records] == [("merge", "ana")] * len(keys)
+    assert sorted(verdicts) == sorted((key, "accepted", "ana") for key in keys)
+
+
+def test_a_refused_decision_is_shown_in_place_and_nothing_is_written(corpus_db, monkeypatch):
+    app = _page(corpus_db, monkeypatch, "views/vocabulary.py")
+    app.multiselect(key="tag_pick").set_value(["drums", "drum"]).run()
+    app.text_input(key="merge_target").set_value("  ").run()
+    app.button(key="merge_button").click().run()
+    assert not app.exception, app.exception
+    assert any("expected a non-empty tag text" in e.value for e in app.error)
+    assert "drums" in _ranked_tags(app) and len(app.tabs) == 4  # the rest of the page still renders
+    con = store.connect(corpus_db)
+    assert list_decisions(con) == []
     con.close()

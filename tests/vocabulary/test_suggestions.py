@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 import curation.vocabulary.suggestions as suggestion_engine
 from curation import store
+from curation.admin.permissions import Actor, PermissionDeniedError, acting_as
 from curation.ingest.ingest import ingest_path
 from curation.store import vocabulary as store_vocabulary
 from curation.vocabulary.decisions import Decision, DecisionError, list_decisions, record_decision, replay
@@ -34,6 +35,7 @@ from curation.vocabulary.suggestions import (
     _narrower,
     _opposition,
     accept_suggestion,
+    accept_suggestions,
     reject_suggestion,
     suggest_merges,
     suggest_prunes,
@@ -188,6 +190,66 @@ def test_a_stale_suggestion_is_refused_by_the_decision_log(corpus):
     accept_suggestion(corpus, drums, by="ana")
     with pytest.raises(DecisionError, match="already resolves"):
         accept_suggestion(corpus, drums, by="ana")
+
+
+def _written(con) -> tuple[int, int, int]:
+    """(decisions, suggestion verdicts, interned tag texts): what an accept may write."""
+    return tuple(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+                 for table in ("decisions", "suggestion_verdicts", "tags"))
+
+
+def test_bulk_accept_writes_every_merge_and_verdict_in_one_transaction(corpus, monkeypatch):
+    groups = _groups(suggest_merges(corpus))
+    drums, hihat = groups[frozenset({"drums", "drum"})], groups[frozenset({"hi-hat", "hihat", "hi_hat"})]
+    reverb = groups[frozenset({"reverb", "reverberation", "reverberant"})]
+    opened = []
+    real_transaction = store.transaction
+    monkeypatch.setattr(store, "transaction", lambda con: opened.append(con) or real_transaction(con))
+    records = accept_suggestions(corpus, [(drums, None), (hihat, " hi hat "), (reverb, None)], by=" ana ")
+    assert len(opened) == 1
+    assert [(r.action, r.payload, r.decided_by) for r in records] == [
+        ("merge", {"tags": ["drum"], "into": "drums"}, "ana"),
+        ("merge", {"tags": ["hi-hat", "hihat", "hi_hat"], "into": "hi hat"}, "ana"),
+        ("merge", {"tags": [t for t in reverb.tags if t != "reverb"], "into": "reverb"}, "ana")]
+    assert records == list_decisions(corpus)
+    assert "plural of 'drum'" in records[0].reason
+    assert corpus.execute("SELECT group_key, verdict, decided_by, canonical FROM suggestion_verdicts "
+                          "ORDER BY group_key").fetchall() == sorted(
+        [(s.group_key, "accepted", "ana", c) for s, c in ((drums, "drums"), (hihat, "hi hat"), (reverb, "reverb"))])
+    state = replay(list_decisions(corpus))
+    assert {state.canonical(t) for t in hihat.tags} == {"hi hat"} and state.canonical("drum") == "drums"
+    assert accept_suggestions(corpus, [], by="ana") == []
+
+
+@pytest.mark.parametrize("case", ["stale", "cycle"])
+def test_a_refused_merge_half_way_leaves_the_whole_bulk_unwritten(corpus, case):
+    groups = _groups(suggest_merges(corpus))
+    drums, hihat = groups[frozenset({"drums", "drum"})], groups[frozenset({"hi-hat", "hihat", "hi_hat"})]
+    if case == "stale":  # the same group twice: the second finds its merge already made by the first
+        bulk, refusal = [(hihat, "hi hat"), (drums, None), (drums, None)], "already resolves"
+    else:  # names edited crosswise: hihat, hi_hat, drum, drums -> hi-hat; then hi-hat -> drums closes a cycle
+        bulk, refusal = [(hihat, None), (drums, "hi-hat"), (hihat, "drums")], "would close a cycle"
+    before = _written(corpus)
+    with pytest.raises(DecisionError, match=refusal):
+        accept_suggestions(corpus, bulk, by="ana")
+    assert _written(corpus) == before  # no decision, no verdict, not even the new name "hi hat"
+    assert list_decisions(corpus) == []
+    # Nothing half-applied: the same groups are still proposed, and a good bulk then goes through.
+    assert {frozenset(drums.tags), frozenset(hihat.tags)} <= set(_groups(suggest_merges(corpus)))
+    assert len(accept_suggestions(corpus, bulk[:2], by="ana")) == 2
+
+
+def test_bulk_accept_needs_the_decide_ability_and_writes_nothing_without_it(corpus):
+    groups = _groups(suggest_merges(corpus))
+    bulk = [(groups[frozenset({"drums", "drum"})], None), (groups[frozenset({"hiss", "hisss"})], None)]
+    before = _written(corpus)
+    with acting_as(Actor("bo", "annotator", signed_in=True)), pytest.raises(PermissionDeniedError, match="decide"):
+        accept_suggestions(corpus, bulk, by="bo")
+    with pytest.raises(DecisionError, match="names who made it"):
+        accept_suggestions(corpus, bulk, by=" ")
+    assert _written(corpus) == before
+    with acting_as(Actor("ana", "curator", signed_in=True)):
+        assert [r.decided_by for r in accept_suggestions(corpus, bulk, by="ana")] == ["ana", "ana"]
 
 
 def test_reject_is_remembered(corpus):

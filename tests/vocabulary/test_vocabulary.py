@@ -111,7 +111,8 @@ def test_cycle_is_refused(con, tmp_path):
     (Decision.restore(["rain"]), "not pruned"),
     (Decision.undo(99), "earlier decision"),
     (Decision.clip_add("no-such-clip", "rain"), "clip 'no-such-clip'"),
-    (Decision.merge(["drum"], into=" padded "), "surrounding spaces"),
+    (Decision.merge(["drum"], into="   "), "non-empty tag text"),  # " padded " is spelled "padded" (normalize_tag)
+    (Decision("merge", {"tags": ["drum"], "into": " padded "}), "surrounding spaces"),  # e.g. from a replayed log
 ])
 def test_bad_decisions_are_refused_and_not_written(con, tmp_path, decision, words):
     _corpus(con, tmp_path, HAND)
