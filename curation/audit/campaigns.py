@@ -4,8 +4,9 @@ Place in the flow: ingest -> (this module) audit campaigns -> verdicts in DuckDB
 dashboards. A campaign samples clips stratified by domain x source dataset x tag-frequency band (the band of
 the clip's rarest canonical tag) with equal allocation across strata, so rare tags get audited too. Each
 sampled clip has ``annotators_per_clip`` slots; an annotator claims one slot at a time, never two slots of one
-clip, and two annotators racing for a slot cannot both get it (the claim is an UPDATE of a free row: DuckDB
-refuses the second writer, which retries).
+clip, and two annotators racing for a slot cannot both get it: claims and submissions run one at a time under
+``store_audit.WRITE_LOCK`` (the app is the one process writing the database, its sessions share one connection),
+so neither ever meets a write conflict and neither fails while free slots remain.
 
 Example::
 
@@ -25,13 +26,13 @@ import pandas as pd
 from curation import store
 from curation.admin import permissions
 from curation.errors import UtsError
+from curation.ingest.tag_text import normalize_tag
 from curation.store import audit as store_audit
 from curation.vocabulary.decisions import list_decisions, replay
 from curation.vocabulary.ranking import compute_vocabulary, load_tag_matrix
 
 VERDICTS = ("correct", "wrong", "unsure")
 FREQUENCY_BAND_EDGES = (10, 100, 1000)  # df bands: 1-9, 10-99, 100-999, 1000+
-CLAIM_RETRIES = 20
 
 
 class AuditError(UtsError, ValueError):
@@ -105,7 +106,7 @@ def create_campaign(con: duckdb.DuckDBPyConnection, name: str, *, sample_size: i
     design = {"strata": "domain x source x frequency band of the clip's rarest canonical tag",
               "band_edges": list(FREQUENCY_BAND_EDGES), "allocation": "equal, remainder shared",
               "strata_counts": sample["stratum"].value_counts().sort_index().to_dict()}
-    with store.transaction(con):
+    with store_audit.WRITE_LOCK, store.transaction(con):  # the new campaign_id is max + 1: one creator at a time
         return store_audit.insert_campaign(
             con, name=name.strip(), by=by.strip(), sample_size=len(sample), annotators_per_clip=annotators_per_clip,
             seed=seed, design=design, kind="listening", slots=sample[["position", "clip_key", "stratum"]])
@@ -128,16 +129,9 @@ def _strata(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> pd.Series:
 def next_item(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str) -> AuditItem | None:
     """The annotator's open item, or a newly claimed one; None when nothing is left for them."""
     annotator = _annotator(permissions.authorize("audit", annotator))
-    for attempt in range(CLAIM_RETRIES):
-        try:
-            with store.transaction(con):
-                held = store_audit.open_slot_of(con, campaign_id, annotator)
-                claimed = held or store_audit.claim_free_slot(con, campaign_id, annotator)
-            break
-        except duckdb.TransactionException:
-            time.sleep(0.005 * (attempt + 1))  # another annotator took that slot first: try the next one
-    else:
-        raise AuditError(f"could not claim a slot of campaign {campaign_id} after {CLAIM_RETRIES} tries; try again")
+    with store_audit.WRITE_LOCK, store.transaction(con):
+        held = store_audit.open_slot_of(con, campaign_id, annotator)
+        claimed = held or store_audit.claim_free_slot(con, campaign_id, annotator)
     if claimed is None:
         return None
     clip_key, slot = claimed
@@ -166,24 +160,17 @@ def submit(con: duckdb.DuckDBPyConnection, item: AuditItem, annotator: str, verd
         raise AuditError(f"clip {item.clip_id}: verdicts {bad}: expected one of {VERDICTS}")
     if rating is not None and not (isinstance(rating, int) and 1 <= rating <= 5):
         raise AuditError(f"rating {rating!r}: expected an integer from 1 to 5")
-    added_tags = sorted({tag.strip().lower() for tag in (added or []) if tag.strip()} - set(item.tags))
+    added_tags = sorted({normalize_tag(tag) for tag in (added or []) if tag.strip()} - set(item.tags))
     seconds = time.monotonic() - item.served_at
-    for attempt in range(CLAIM_RETRIES):
-        try:
-            with store.transaction(con):
-                holder, submitted_at = store_audit.slot_holder(con, item.campaign_id, item.clip_key, item.slot)
-                if holder != annotator:
-                    raise AuditError(f"clip {item.clip_id} slot {item.slot} is held by {holder!r}, not {annotator!r}")
-                if submitted_at is not None:
-                    raise AuditError(f"clip {item.clip_id}: already submitted by {annotator!r}")
-                store_audit.write_submission(con, campaign_id=item.campaign_id, clip_key=item.clip_key,
-                                             slot=item.slot, annotator=annotator, verdicts=dict(verdicts),
-                                             added=added_tags, rating=rating, note=(note or None),
-                                             seconds_spent=seconds)
-            return
-        except duckdb.TransactionException:
-            time.sleep(0.005 * (attempt + 1))  # a concurrent writer touched the same rows: write again
-    raise AuditError(f"clip {item.clip_id}: could not store the verdicts after {CLAIM_RETRIES} tries; submit again")
+    with store_audit.WRITE_LOCK, store.transaction(con):
+        holder, submitted_at = store_audit.slot_holder(con, item.campaign_id, item.clip_key, item.slot)
+        if holder != annotator:
+            raise AuditError(f"clip {item.clip_id} slot {item.slot} is held by {holder!r}, not {annotator!r}")
+        if submitted_at is not None:
+            raise AuditError(f"clip {item.clip_id}: already submitted by {annotator!r}")
+        store_audit.write_submission(con, campaign_id=item.campaign_id, clip_key=item.clip_key, slot=item.slot,
+                                     annotator=annotator, verdicts=dict(verdicts), added=added_tags,
+                                     rating=rating, note=(note or None), seconds_spent=seconds)
 
 
 def _annotator(name: str) -> str:

@@ -159,7 +159,7 @@ def import_reference_audit(con: duckdb.DuckDBPyConnection, csv_path: Path, ontol
     missed_rows = pd.DataFrame([(keys[c], tag) for c, _, ms in judged for tag in ms], columns=["clip_key", "tag"])
     slots = pd.DataFrame({"position": range(1, len(judged) + 1), "clip_key": [keys[c] for c, _, _ in judged],
                           "stratum": "reference"})
-    with store.transaction(con):
+    with store_audit.WRITE_LOCK, store.transaction(con):  # campaign ids are max + 1: one writer at a time
         campaign_id = store_audit.insert_reference_campaign(
             con, name=name, by=annotator, annotator=annotator, design={
                 "kind": "reference labels", "csv": str(csv_path), "ontology": str(ontology_path),

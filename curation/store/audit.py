@@ -5,12 +5,21 @@ Place in the flow: audit (curation/audit/campaigns.py) -> here -> DuckDB. Exampl
 from __future__ import annotations
 
 import json
+import threading
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
 from curation.store.schema import FIRST_GENERATED_CAPTION_SQL, ORIGINAL_CAPTIONS_SQL, RAW_TAGS_SQL, now_utc
+
+# Held around every transaction that creates a campaign, claims a slot or submits one. DuckDB's concurrency is
+# optimistic: when two cursors update the same row at once, one fails with a write-write conflict, and with many
+# annotators all aiming at the first free slot a loser can keep losing however often it retries. One process at
+# a time can write the file (the app, whose sessions share one connection; the CLI cannot open it meanwhile), so
+# a lock in this process makes those transactions run one after another: each begins after the previous one
+# committed, sees its claim, and never conflicts.
+WRITE_LOCK = threading.Lock()
 
 
 def sampling_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -61,7 +70,8 @@ def open_slot_of(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: st
 
 
 def claim_free_slot(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str) -> tuple | None:
-    """Claim the first free slot of a clip this annotator holds no slot of. Call inside a transaction."""
+    """Claim the first free slot of a clip this annotator holds no slot of. Call inside a transaction opened
+    under ``WRITE_LOCK``: the slot chosen by the SELECT is then still free when the UPDATE runs."""
     rows = con.execute("""
         SELECT clip_key, slot FROM audit_slots s
         WHERE campaign_id = ? AND annotator IS NULL

@@ -93,8 +93,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             campaign_id INTEGER PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL,
             created_by VARCHAR NOT NULL, sample_size INTEGER NOT NULL, annotators_per_clip INTEGER NOT NULL,
             seed INTEGER NOT NULL, design JSON NOT NULL, kind VARCHAR NOT NULL DEFAULT 'listening')""",
-        # One row per (clip, slot): claiming a slot is an UPDATE of a free row, so two annotators racing for
-        # it conflict in DuckDB and one retries; the same annotator never holds two slots of one clip.
+        # One row per (clip, slot): claiming a slot is an UPDATE of a free row (claims are serialised in the
+        # process that owns the file: store/audit.py WRITE_LOCK); the same annotator never holds two slots of one clip.
         """CREATE TABLE audit_slots (
             campaign_id INTEGER NOT NULL, position INTEGER NOT NULL, clip_key INTEGER NOT NULL,
             slot INTEGER NOT NULL, stratum VARCHAR, annotator VARCHAR, claimed_at TIMESTAMPTZ,

@@ -75,11 +75,13 @@ def test_eight_concurrent_annotators_lose_and_duplicate_nothing(con, tmp_path):
     _corpus(con, tmp_path, n_clips=300, tags_per_clip=10)
     campaign = create_campaign(con, "load", sample_size=300, by="ana", annotators_per_clip=2)
     errors, counts = [], {}
+    start = threading.Barrier(8)  # all eight go for the first free slot together, the herd that used to fail
 
     def annotate(name: str) -> None:
         cursor = con.cursor()  # DuckDB 2: one cursor per thread
         done = 0
         try:
+            start.wait(timeout=60)
             while done < 500:
                 item = next_item(cursor, campaign, name)
                 assert item is not None, "queue ran dry"
