@@ -45,9 +45,14 @@ class ScriptedChatServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, latency_s: float = 0.0, slow_s: float = 5.0, reject_json_mode: bool = False) -> None:
+    def __init__(self, latency_s: float = 0.0, slow_s: float = 5.0, reject_json_mode: bool = False,
+                 answer_limit: int | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.latency_s = latency_s
+        # Requests past the first ``answer_limit`` are held unanswered until stop(): a job then cannot finish,
+        # so a test can kill it mid-way without racing it.
+        self.answer_limit = answer_limit
+        self.release = threading.Event()
         self.slow_s = slow_s
         self.reject_json_mode = reject_json_mode
         self.requests_by_caption: Counter[str] = Counter()
@@ -70,6 +75,7 @@ class ScriptedChatServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
+        self.release.set()
         self.shutdown()
         self.server_close()
 
@@ -100,6 +106,11 @@ class _Handler(BaseHTTPRequestHandler):
             seen = server.requests_by_caption[caption]
             if "response_format" in body:
                 server.json_mode_requests += 1
+            held = server.answer_limit is not None and sum(server.requests_by_caption.values()) > server.answer_limit
+        if held:
+            server.release.wait()
+            self.close_connection = True
+            return
         if "response_format" in body and server.reject_json_mode:
             self._send(400, {"error": {"message": "response_format is not supported by this server",
                                        "type": "invalid_request_error"}})

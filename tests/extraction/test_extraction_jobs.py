@@ -105,19 +105,25 @@ def test_killed_job_restarts_where_it_stopped_and_asks_nothing_twice(tmp_path):
     con = store.connect(db)
     captions = _ingest_captions(con, tmp_path, [f"clip number {i} with a barking dog" for i in range(1500)])
     con.close()
-    chat = ScriptedChatServer(latency_s=0.01).start()
+    # 700 answers, then the server holds every request: the job cannot finish before the kill, however slow or
+    # fast the machine is (the previous version raced the job with a poll loop).
+    chat = ScriptedChatServer(latency_s=0.01, answer_limit=700).start()
     command = [sys.executable, "-m", "curation", "extract-tags", "--db", str(db), "--backend", "openai",
                "--base-url", chat.base_url, "--model", "killme", "--concurrency", "8", "--no-progress"]
     try:
         job = subprocess.Popen(command, cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        # Batches of 256 are committed as they fill: wait until well past the first one, then kill -9.
-        while sum(chat.requests_by_caption.values()) < 700 and job.poll() is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        # 700 answered + 8 held in flight: every answer has reached the job. Batches of 256 are committed as they
+        # fill, so two were committed; one more second lets the writer finish, then kill -9.
+        while sum(chat.requests_by_caption.values()) < 708 and job.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert job.poll() is None, "the job finished before it could be killed"
+        time.sleep(1.0)
+        assert job.poll() is None, f"the job ended before it could be killed: {job.communicate()[1][-2000:]!r}"
         job.send_signal(signal.SIGKILL)
         job.wait(timeout=30)
+        chat.answer_limit = None  # the restarted job is answered in full
+        chat.release.set()
         first_run = dict(chat.requests_by_caption)
         con = store.connect(db)
         committed = {c for c, (ok, *_rest) in _attempts(con).items() if ok}
