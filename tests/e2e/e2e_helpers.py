@@ -59,8 +59,12 @@ class StreamlitServer:
 
 
 def wait_for_app_idle(page, timeout_ms: int = 60_000) -> None:
-    """Wait on the app's own state: the script has finished its run."""
+    """Wait on the app's own state: the script has finished its run and the page has let go of the elements of
+    the previous run (Streamlit marks them data-stale and removes them a moment later; a locator that runs before
+    that sees two copies of a form, as a loaded CI machine showed)."""
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
+    page.wait_for_function("""() => !document.querySelector('[data-testid="stElementContainer"][data-stale="true"]')""",
+                           timeout=timeout_ms)
 
 
 def wait_for_rerun(page, timeout_ms: int = 60_000) -> None:

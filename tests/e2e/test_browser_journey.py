@@ -140,7 +140,8 @@ def test_the_whole_journey_in_one_browser_session(page, journey):
         page.get_by_role("button", name="Launch", exact=True).click()
         page.get_by_text(re.compile(r"Launched 1 run")).wait_for(timeout=60_000)
         # The run page follows the run live; wait for the app to show it finished and the loss curve drawn.
-        page.locator('[data-testid="stMetric"]').filter(has_text="State").filter(has_text="finished").wait_for(
+        # .first: while the page redraws once the run ends, the old State metric can still be there beside the new.
+        page.locator('[data-testid="stMetric"]').filter(has_text="State").filter(has_text="finished").first.wait_for(
             timeout=240_000)
         page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=60_000)
         assert page.locator(".js-plotly-plot").count() >= 1
