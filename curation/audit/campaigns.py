@@ -26,7 +26,7 @@ import pandas as pd
 from curation import store
 from curation.admin import permissions
 from curation.errors import UtsError
-from curation.ingest.tag_text import normalize_tag
+from curation.ingest.tag_text import normalize_tag, tag_text_problem
 from curation.store import audit as store_audit
 from curation.vocabulary.decisions import list_decisions, replay
 from curation.vocabulary.ranking import compute_vocabulary, load_tag_matrix
@@ -160,7 +160,10 @@ def submit(con: duckdb.DuckDBPyConnection, item: AuditItem, annotator: str, verd
         raise AuditError(f"clip {item.clip_id}: verdicts {bad}: expected one of {VERDICTS}")
     if rating is not None and not (isinstance(rating, int) and 1 <= rating <= 5):
         raise AuditError(f"rating {rating!r}: expected an integer from 1 to 5")
-    added_tags = sorted({normalize_tag(tag) for tag in (added or []) if tag.strip()} - set(item.tags))
+    added_tags = sorted({normalize_tag(tag) for tag in (added or []) if normalize_tag(tag)} - set(item.tags))
+    for tag in added_tags:
+        if (problem := tag_text_problem(tag)) is not None:
+            raise AuditError(f"clip {item.clip_id}: added tag {tag!r}: expected {problem}")
     seconds = time.monotonic() - item.served_at
     with store_audit.WRITE_LOCK, store.transaction(con):
         holder, submitted_at = store_audit.slot_holder(con, item.campaign_id, item.clip_key, item.slot)

@@ -4,6 +4,8 @@ Example::
 
     python -m curation demo --db data/uts.duckdb --clips 600 --seed 0
     python -m curation ingest cuts.jsonl.gz --db data/uts.duckdb --on-bad-row skip
+    python -m curation ingest release.parquet --db data/uts.duckdb --audio-root /data/audio
+    python -m curation probe-audio --db data/uts.duckdb
     python -m curation stats --db data/uts.duckdb --json
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-COMMANDS = ("demo", "ingest", "index-captions", "stats")
+COMMANDS = ("demo", "ingest", "probe-audio", "index-captions", "stats")
 
 
 def add_commands(commands, db_argument) -> None:
@@ -35,7 +37,25 @@ def add_commands(commands, db_argument) -> None:
     ingest.add_argument("--extractor", default="manifest", help="provenance name stored with the file's tags")
     ingest.add_argument("--captioner", default="manifest",
                         help="captioner name for captions whose record does not name one")
+    ingest.add_argument("--audio-pattern", metavar="TEMPLATE",
+                        help="where the audio of clips whose source names a dataset (the UTS release's "
+                             "'audioset', ...) lies under --audio-root: a template with {root}, {source}, {id} and "
+                             "optionally {ext} (each audio suffix is tried); default: {root}/{source}/{id}{ext}, "
+                             "then {root}/{id}{ext}")
+    ingest.add_argument("--no-probe", action="store_true",
+                        help="do not read the audio files' headers (durations, rates, channels stay as declared; "
+                             "run probe-audio later)")
     ingest.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    probe = commands.add_parser("probe-audio", help="read every clip's audio header (duration, sample rate, "
+                                                    "channels, frames) and store what the files hold")
+    db_argument(probe)
+    probe.add_argument("--all", action="store_true", help="read every clip's file again (default: those not read yet)")
+    probe.add_argument("--audio-root", help="also look for the audio of clips without a path whose source names a "
+                                            "dataset, under this folder (see --audio-pattern)")
+    probe.add_argument("--audio-pattern", metavar="TEMPLATE", help="as for ingest")
+    probe.add_argument("--workers", type=int, help="threads reading headers (default: 2 x CPU cores, at most 16)")
+    probe.add_argument("--json", action="store_true", help="print the summary as JSON (lists every unreadable file)")
 
     index = commands.add_parser("index-captions", help="(re)build the caption text index used by Browse search")
     db_argument(index)
@@ -73,7 +93,21 @@ def run(args: argparse.Namespace) -> int:
         con = store.connect(args.db)
         try:
             summary = ingest_path(con, Path(args.path), audio_root=args.audio_root, on_bad_row=args.on_bad_row,
-                                  extractor=args.extractor, captioner=args.captioner)
+                                  extractor=args.extractor, captioner=args.captioner,
+                                  audio_pattern=args.audio_pattern, probe_audio=not args.no_probe)
+        finally:
+            con.close()
+        print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.as_text())
+        return 0
+    if args.command == "probe-audio":
+        from curation.ingest.audio_probe import check_audio_pattern, probe_stored_audio
+
+        if args.audio_pattern:
+            check_audio_pattern(args.audio_pattern)
+        con = store.connect(args.db)
+        try:
+            summary = probe_stored_audio(con, all_clips=args.all, audio_root=args.audio_root,
+                                         audio_pattern=args.audio_pattern, workers=args.workers)
         finally:
             con.close()
         print(json.dumps(summary.as_dict(), indent=2) if args.json else summary.as_text())

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Iterator
 
 from curation.errors import ManifestError
+from curation.ingest.tag_text import MAX_TAG_CHARS, MAX_TAGS_PER_CLIP, normalize_tag, tag_text_problem
 
 # The paper's captions average 388 words (~2.5k characters); 50k characters is far beyond any real caption
 # and catches concatenated files or binary junk before it floods the store.
 MAX_CAPTION_CHARS = 50_000
-MAX_TAG_CHARS = 100
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 
 
@@ -34,14 +34,28 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 class ClipRecord:
     clip_id: str
     audio_ref: str | None  # as written in the manifest; resolved against the manifest folder or --audio-root
-    duration_s: float | None
-    sample_rate_hz: int | None = None
+    duration_s: float | None  # the cut's duration (a Lhotse cut may be a segment of its recording)
+    sample_rate_hz: int | None = None  # as declared; the audio file's header wins when the file is read
     caption: str | None = None
     captioner: str | None = None
     original_captions: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     source: str | None = None
     domain: str | None = None
+    # What a Lhotse cut declares beyond the UTS fields, kept so that an export writes the same cut back:
+    start_s: float = 0.0  # the cut's offset inside its recording
+    cut_channels: tuple[int, ...] | None = None  # MonoCut: (channel,), MultiCut: its channels; None: whole file
+    declared_channels: int | None = None  # channels the recording declares (len(channel_ids))
+    declared_samples: int | None = None  # recording.num_samples
+    more_captions: tuple[str, ...] = ()  # captions of the 2nd, 3rd ... supervision (policy: all are kept)
+    supervisions: int = 1  # how many supervisions the cut had (tags and captions of all are unioned)
+    sources: int = 1  # how many audio sources the recording had (the first is kept; the rest are counted)
+    tags_from_string: bool = False  # audio_tag came as one ';'-joined string and was split
+
+
+def split_tag_string(value: str) -> list[str]:
+    """``"dog;bark; barking"`` -> ``["dog", "bark", " barking"]``: the UTS recipe's own joined form, split back."""
+    return [part for part in value.split(";") if part.strip()]
 
 
 def is_gzip_path(path: Path) -> bool:
@@ -109,6 +123,10 @@ class _Checker:
             value = [value]
         if not isinstance(value, list):
             raise self.fail(field, value, "a list of strings")
+        if item_max is not None and len(value) > MAX_TAGS_PER_CLIP:
+            raise ManifestError(self.path, self.line, field, found=f"{len(value):,} tags", found_is_description=True,
+                                expected=f"at most {MAX_TAGS_PER_CLIP} tags per clip (the paper's prompt asks for "
+                                         "at most 10)")
         out = []
         for index, item in enumerate(value):
             if not isinstance(item, str):
@@ -119,6 +137,8 @@ class _Checker:
                     raise self.fail(f"{field}[{index}]", item, "a non-empty tag")
                 if len(item) > item_max:
                     raise self.fail(f"{field}[{index}]", item, f"a tag of at most {item_max} characters")
+                if (problem := tag_text_problem(normalize_tag(item))) is not None:
+                    raise self.fail(f"{field}[{index}]", item, problem)
             out.append(item)
         return tuple(out)
 
@@ -129,40 +149,115 @@ class _Checker:
         return items
 
 
+def _channel_list(check: _Checker, value: object, field: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(items, list) or not items or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in items):
+        raise check.fail(field, value, "a channel index (MonoCut) or a non-empty list of channel indices (MultiCut)")
+    return tuple(items)
+
+
 def parse_lhotse_cut(obj: dict, path: Path, line: int | None) -> ClipRecord:
-    """One MonoCut in the UTS layout: supervisions[0].custom = {audio_tag, caption, original_caption}."""
+    """One Lhotse cut (MonoCut or MultiCut) in the UTS layout: supervisions[*].custom = {audio_tag, caption,
+    original_caption, source, domain, captioner}.
+
+    Policy for several supervisions (documented in the README): tags and original captions of all supervisions
+    are unioned for the clip, the first supervision's caption is the clip's generated caption and the others are
+    kept as further generated captions. Several audio sources: the first is the clip's audio, the others are
+    counted (``sources``). ``audio_tag`` may be a list or one ';'-joined string (the recipe's own joined form).
+    """
     check = _Checker(path, line)
     clip_id = check.string(obj.get("id"), "id", required=True)
     duration_s = check.positive_number(obj.get("duration"), "duration", required=True)
+    start_s = obj.get("start", 0.0)
+    if start_s is None:
+        start_s = 0.0
+    if isinstance(start_s, bool) or not isinstance(start_s, (int, float)) or start_s < 0:
+        raise check.fail("start", start_s, "a number of seconds >= 0 (the cut's offset in its recording)")
     supervisions = obj.get("supervisions")
-    if not isinstance(supervisions, list) or not supervisions or not isinstance(supervisions[0], dict):
-        raise check.fail("supervisions", supervisions, "a list whose first item is a supervision object")
-    custom = supervisions[0].get("custom")
-    if custom is None:
-        custom = {}
-    if not isinstance(custom, dict):
-        raise check.fail("supervisions[0].custom", custom, "an object")
+    if (not isinstance(supervisions, list) or not supervisions
+            or not all(isinstance(sup, dict) for sup in supervisions)):
+        raise check.fail("supervisions", supervisions, "a list of supervision objects (at least one)")
+    tags: list[str] = []
+    captions: list[str] = []
+    originals: list[str] = []
+    captioner = source = domain = None
+    from_string = False
+    for index, supervision in enumerate(supervisions):
+        custom = supervision.get("custom")
+        if isinstance(custom, str):  # Parquet conversions may carry the custom dict as JSON text
+            try:
+                custom = json.loads(custom)
+            except json.JSONDecodeError:
+                raise check.fail(f"supervisions[{index}].custom", custom, "an object (or its JSON text)") from None
+        if custom is None:
+            custom = {}
+        if not isinstance(custom, dict):
+            raise check.fail(f"supervisions[{index}].custom", custom, "an object")
+        prefix = f"supervisions[{index}].custom"
+        raw_tags = custom.get("audio_tag")
+        if isinstance(raw_tags, str):
+            raw_tags, from_string = split_tag_string(raw_tags), True
+        elif raw_tags is not None and not isinstance(raw_tags, list) and hasattr(raw_tags, "tolist"):
+            raw_tags = raw_tags.tolist()  # numpy arrays from some Parquet readers
+        for tag in check.string_list(raw_tags, f"{prefix}.audio_tag", allow_single=False, item_max=MAX_TAG_CHARS):
+            if tag not in tags:
+                tags.append(tag)
+        caption = check.string(custom.get("caption"), f"{prefix}.caption", required=False,
+                               max_chars=MAX_CAPTION_CHARS)
+        if caption is not None and caption.strip():
+            captions.append(caption)
+        raw_originals = custom.get("original_caption")
+        if raw_originals is not None and not isinstance(raw_originals, (list, str)) and hasattr(raw_originals, "tolist"):
+            raw_originals = raw_originals.tolist()
+        for original in check.caption_list(raw_originals, f"{prefix}.original_caption"):
+            if original not in originals:
+                originals.append(original)
+        captioner = captioner or check.string(custom.get("captioner"), f"{prefix}.captioner", required=False)
+        source = source or check.string(custom.get("source"), f"{prefix}.source", required=False)
+        domain = domain or check.string(custom.get("domain"), f"{prefix}.domain", required=False)
+        if len(tags) > MAX_TAGS_PER_CLIP:
+            raise ManifestError(path, line, f"{prefix}.audio_tag", found=f"{len(tags):,} tags over the supervisions",
+                                found_is_description=True,
+                                expected=f"at most {MAX_TAGS_PER_CLIP} tags per clip")
     recording = obj.get("recording")
     if not isinstance(recording, dict):
         raise check.fail("recording", recording, "an object with sources and sampling_rate")
     sources = recording.get("sources")
-    if not isinstance(sources, list) or not sources or not isinstance(sources[0], dict):
-        raise check.fail("recording.sources", sources, "a list whose first item is an audio source object")
+    if hasattr(sources, "tolist") and not isinstance(sources, list):
+        sources = sources.tolist()
+    if not isinstance(sources, list) or not sources or not all(isinstance(src, dict) for src in sources):
+        raise check.fail("recording.sources", sources, "a list of audio source objects (at least one)")
     audio_ref = check.string(sources[0].get("source"), "recording.sources[0].source", required=True)
-    prefix = "supervisions[0].custom"
+    channel_ids = recording.get("channel_ids")
+    if hasattr(channel_ids, "tolist") and not isinstance(channel_ids, list):
+        channel_ids = channel_ids.tolist()
+    declared = _channel_list(check, channel_ids, "recording.channel_ids")
+    cut_channel = obj.get("channel")
+    if hasattr(cut_channel, "tolist") and not isinstance(cut_channel, (list, int)):
+        cut_channel = cut_channel.tolist()
+    num_samples = recording.get("num_samples")
     return ClipRecord(
         clip_id=clip_id.strip(),
         audio_ref=audio_ref,
         duration_s=duration_s,
         sample_rate_hz=check.positive_int(recording.get("sampling_rate"), "recording.sampling_rate"),
-        caption=check.string(custom.get("caption"), f"{prefix}.caption", required=False,
-                             max_chars=MAX_CAPTION_CHARS),
-        captioner=check.string(custom.get("captioner"), f"{prefix}.captioner", required=False),
-        original_captions=check.caption_list(custom.get("original_caption"), f"{prefix}.original_caption"),
-        tags=check.string_list(custom.get("audio_tag"), f"{prefix}.audio_tag", allow_single=False,
-                               item_max=MAX_TAG_CHARS),
-        source=check.string(custom.get("source"), f"{prefix}.source", required=False),
-        domain=check.string(custom.get("domain"), f"{prefix}.domain", required=False),
+        caption=captions[0] if captions else None,
+        captioner=captioner,
+        original_captions=tuple(originals),
+        tags=tuple(tags),
+        source=source,
+        domain=domain,
+        start_s=float(start_s),
+        cut_channels=_channel_list(check, cut_channel, "channel"),
+        declared_channels=len(declared) if declared else None,
+        declared_samples=check.positive_int(num_samples, "recording.num_samples") if num_samples is not None else None,
+        more_captions=tuple(captions[1:]),
+        supervisions=len(supervisions),
+        sources=len(sources),
+        tags_from_string=from_string,
     )
 
 
@@ -180,9 +275,10 @@ def parse_flat_row(row: dict, path: Path, line: int | None, *, from_text: bool) 
     if unknown_missing:
         raise check.fail("id", None, "an 'id' column (flat manifests have id, audio_path, caption, tags, "
                                      "source, duration)")
-    tags_value = row.get("tags")
+    tags_field = "tags" if "tags" in row or "audio_tag" not in row else "audio_tag"
+    tags_value = row.get(tags_field)
     if isinstance(tags_value, str):
-        tags_value = [part for part in tags_value.split(";") if part.strip()]
+        tags_value = split_tag_string(tags_value)
     elif tags_value is not None and not isinstance(tags_value, list):
         # Parquet list columns arrive as numpy arrays through some readers; accept any real sequence.
         if hasattr(tags_value, "tolist"):
@@ -195,7 +291,7 @@ def parse_flat_row(row: dict, path: Path, line: int | None, *, from_text: bool) 
         caption=check.string(row.get("caption"), "caption", required=False, max_chars=MAX_CAPTION_CHARS),
         captioner=check.string(row.get("captioner"), "captioner", required=False),
         original_captions=check.caption_list(originals, "original_caption"),
-        tags=check.string_list(tags_value, "tags", allow_single=False, item_max=MAX_TAG_CHARS),
+        tags=check.string_list(tags_value, tags_field, allow_single=False, item_max=MAX_TAG_CHARS),
         source=check.string(row.get("source"), "source", required=False),
         domain=check.string(row.get("domain"), "domain", required=False),
     )
@@ -305,9 +401,25 @@ def iter_parquet_records(path: Path, rows: list[dict]) -> Iterator[tuple[int, Cl
                             expected="at least one record")
     for index, row in enumerate(rows, start=1):
         try:
-            yield index, parse_flat_row(row, path, index, from_text=False)
+            # The UTS release's Parquet conversion keeps the cut's nested supervisions / recording columns.
+            if looks_like_lhotse(row):
+                yield index, parse_lhotse_cut(row, path, index)
+            else:
+                yield index, parse_flat_row(row, path, index, from_text=False)
         except ManifestError as exc:
             yield index, exc
+
+
+def _is_published_vocabulary(path: Path) -> bool:
+    """label_K.json as the UTS release publishes it: one JSON object of "0".."K-1" -> tag."""
+    if path.stat().st_size > 50_000_000:
+        return False
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return (isinstance(obj, dict) and bool(obj) and all(key.isdigit() for key in obj)
+            and all(isinstance(value, str) for value in obj.values()))
 
 
 def detect_format(path: Path) -> str:
@@ -322,6 +434,12 @@ def detect_format(path: Path) -> str:
         return "parquet"
     if name.endswith((".csv", ".csv.gz")):
         return "csv"
+    if name.endswith(".json") and _is_published_vocabulary(path):
+        raise ManifestError(path, None, None, found='an id-to-label vocabulary {"0": tag, ...}',
+                            found_is_description=True, expected="a manifest of clips",
+                            hint="a published vocabulary such as label_800.json is compared with "
+                                 "`python -m curation vocab compare FILE --db DB` and used as canonical targets "
+                                 "with `python -m curation vocab seed FILE --db DB --by NAME`")
     if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")):
         for _line, obj in _iter_objects_or_errors(path):
             if isinstance(obj, dict):  # the first readable record decides; broken lines are reported later

@@ -163,6 +163,35 @@ MIGRATIONS: tuple[Migration, ...] = (
             run_id VARCHAR NOT NULL, name VARCHAR NOT NULL, byte_offset BIGINT NOT NULL, lines BIGINT NOT NULL,
             size BIGINT, mtime_ns BIGINT, PRIMARY KEY (run_id, name))""",
     )),
+    Migration(10, "audio as the files hold it (channels, frames, format, cut offset and channels) and counted "
+                  "ingest notes", (
+        # Read from each audio file's header (curation/ingest/audio_probe.py); NULL until the file has been read.
+        "ALTER TABLE clips ADD COLUMN num_channels INTEGER",
+        "ALTER TABLE clips ADD COLUMN num_frames BIGINT",
+        "ALTER TABLE clips ADD COLUMN audio_format VARCHAR",
+        "ALTER TABLE clips ADD COLUMN probed_at TIMESTAMPTZ",
+        # A Lhotse cut may be a segment of its recording and may use some of its channels: kept for the export.
+        "ALTER TABLE clips ADD COLUMN start_s DOUBLE DEFAULT 0",
+        "ALTER TABLE clips ADD COLUMN cut_channels INTEGER[]",
+        # Everything an ingest changed or decided by policy, counted with a few examples (nothing silent).
+        """CREATE TABLE ingest_notes (
+            ingest_id INTEGER NOT NULL, kind VARCHAR NOT NULL, n BIGINT NOT NULL, message VARCHAR NOT NULL,
+            examples JSON NOT NULL, PRIMARY KEY (ingest_id, kind))""",
+    )),
+    Migration(11, "API tokens: per user, stored hashed, revocable, with their last use", (
+        # Only the SHA-256 of a token is kept (the token is shown once); prefix: its first characters, so that a
+        # person can tell their tokens apart. A revoked token keeps its row (who revoked it, when).
+        """CREATE TABLE api_tokens (
+            token_id INTEGER PRIMARY KEY, user_name VARCHAR NOT NULL, label VARCHAR, prefix VARCHAR NOT NULL,
+            token_sha256 VARCHAR NOT NULL UNIQUE, created_by VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+            last_used_at TIMESTAMPTZ, revoked_at TIMESTAMPTZ, revoked_by VARCHAR)""",
+    )),
+    Migration(12, "a seeded published vocabulary: the release's labels as preferred canonical merge targets", (
+        # One seeded list at a time (seeding again replaces it); position = the label's rank in the release.
+        """CREATE TABLE published_vocabulary (
+            position INTEGER PRIMARY KEY, label VARCHAR NOT NULL, source VARCHAR NOT NULL,
+            seeded_by VARCHAR NOT NULL, seeded_at TIMESTAMPTZ NOT NULL)""",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

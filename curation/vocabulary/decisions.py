@@ -24,7 +24,7 @@ import duckdb
 from curation import store
 from curation.admin import permissions
 from curation.errors import UtsError
-from curation.ingest.tag_text import normalize_tag
+from curation.ingest.tag_text import normalize_tag, tag_text_problem
 from curation.store import decisions as store_decisions
 from curation.store import vocabulary as store_vocabulary
 
@@ -237,6 +237,8 @@ def _check(con: duckdb.DuckDBPyConnection, decision: Decision, records: list[Dec
         if not isinstance(target, str) or not target.strip() or target != target.strip():
             raise DecisionError(f"{decision.action}: target {target!r}: expected a non-empty tag text without "
                                 "surrounding spaces")
+        if (problem := tag_text_problem(target)) is not None:
+            raise DecisionError(f"{decision.action}: target {target!r}: expected {problem}")
         for tag in tags:
             require_known(tag)
         target_canon = state.canonical(target)
@@ -268,6 +270,8 @@ def _check(con: duckdb.DuckDBPyConnection, decision: Decision, records: list[Dec
             raise DecisionError(f"clip {clip_id!r}: expected the id of a clip in this corpus")
         if not isinstance(tag, str) or not tag.strip() or tag != tag.strip():
             raise DecisionError(f"tag {tag!r}: expected a non-empty tag text without surrounding spaces")
+        if decision.action == "clip_add" and (problem := tag_text_problem(tag)) is not None:
+            raise DecisionError(f"clip_add {tag!r}: expected {problem}")
         if decision.action == "clip_remove":
             require_known(tag)
     elif decision.action == "undo":

@@ -32,7 +32,7 @@ BAD_LINES = [
     ("id is a number", _with(make_cut("n"), lambda c: c.update(id=12)), 2, "id", "a string"),
     ("duration is text", _with(make_cut("d"), lambda c: c.update(duration="10")), 2, "duration", "positive number"),
     ("negative duration", _with(make_cut("d"), lambda c: c.update(duration=-1)), 2, "duration", "positive number"),
-    ("tags not a list", _with(make_cut("t"), lambda c: _custom(c).update(audio_tag="music")), 2,
+    ("tags not a list", _with(make_cut("t"), lambda c: _custom(c).update(audio_tag=42)), 2,
      "supervisions[0].custom.audio_tag", "a list of strings"),
     ("tag not a string", _with(make_cut("t"), lambda c: _custom(c).update(audio_tag=["ok", 3])), 2,
      "supervisions[0].custom.audio_tag[1]", "a string"),
