@@ -64,3 +64,17 @@ class StoreBusyError(UtsError):
 
 class UsageError(UtsError):
     """A command was called with arguments that cannot work together."""
+
+
+class EmptyExportError(UsageError):
+    """An export that would hold no clip: nothing is written and the reasons are counted (``reasons``). A
+    UsageError, so that every caller that reports a refused request reports this one too."""
+
+    def __init__(self, k: int, reasons: dict[str, int], hints: list[str]) -> None:
+        self.k = k
+        self.reasons = reasons
+        counted = "; ".join(f"{n:,} {why}" for why, n in reasons.items() if n) or "the corpus holds no clips"
+        message = f"the export at K={k} would hold no clips, so nothing was written: {counted}"
+        if hints:
+            message += " (" + "; ".join(hints) + ")"
+        super().__init__(message)

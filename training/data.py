@@ -29,8 +29,10 @@ EXPORT_FIELDS = ("export_id", "k", "vocabulary_size", "label_file", "cuts_file")
 class ClipRecord:
     clip_id: str
     audio_path: str        # absolute path (relative sources resolve against the export dir, then the cwd)
-    duration_s: float      # full recording duration
+    duration_s: float      # the cut's duration (a cut may be a segment of its recording)
     tag_ids: tuple[int, ...]  # ascending label ids (vocabulary rank order)
+    start_s: float = 0.0   # the cut's offset in its recording
+    channels: tuple[int, ...] | None = None  # the channels the cut uses (downmixed to mono); None: all
 
 
 @dataclass
@@ -109,8 +111,10 @@ def load_export(export_dir: Path, *, max_clip_s: float, par_max_slots: int = 16)
         ids = tuple(sorted({tag_id[t] for t in tags}))
         max_tags = max(max_tags, len(ids))
         source = cut.recording.sources[0].source
-        clips[cut.id] = ClipRecord(cut.id, _resolve_source(str(source), export_dir), float(cut.recording.duration),
-                                   ids)
+        channel = cut.channel
+        channels = tuple(channel) if isinstance(channel, (list, tuple)) else (int(channel),)
+        clips[cut.id] = ClipRecord(cut.id, _resolve_source(str(source), export_dir), float(cut.duration), ids,
+                                   start_s=float(cut.start), channels=channels)
         capped.append(cut.truncate(duration=max_clip_s, preserve_id=True) if cut.duration > max_clip_s else cut)
     if not clips:
         raise ExportError(cuts_path, "no cuts", "at least one clip", "re-export with a larger K")
@@ -164,7 +168,8 @@ class ClipBatches(torch.utils.data.Dataset):
                 # Keyed by (seed, epoch, clip): the same crop whichever worker reads it, and again after a resume.
                 rng = np.random.default_rng([self.seed, epoch, zlib.crc32(cut.id.encode())])
                 offset = float(rng.uniform(0.0, spare))
-            wave = read_audio(clip.audio_path, clip.clip_id, offset_s=offset, duration_s=self.max_clip_s)
+            wave = read_audio(clip.audio_path, clip.clip_id, offset_s=clip.start_s + offset,
+                              duration_s=min(self.max_clip_s, clip.duration_s), channels=clip.channels)
             waves.append(wave[: int(self.max_clip_s * SAMPLE_RATE_HZ)])
             row = np.zeros(self.n_tags, dtype=np.float32)
             row[list(clip.tag_ids)] = 1.0

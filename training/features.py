@@ -27,8 +27,12 @@ FBANK_STD = 4.0
 
 
 def read_audio(path: str | Path, clip_id: str, *, offset_s: float = 0.0, duration_s: float | None = None,
-               target_rate: int = SAMPLE_RATE_HZ) -> np.ndarray:
-    """Mono float32 samples at ``target_rate`` of [offset_s, offset_s + duration_s); resampled when needed."""
+               target_rate: int = SAMPLE_RATE_HZ, channels: tuple[int, ...] | None = None) -> np.ndarray:
+    """Mono float32 samples at ``target_rate`` of [offset_s, offset_s + duration_s); resampled when needed.
+
+    Multi-channel audio is downmixed (mean) before the fbank: over ``channels`` when given (the channels the cut
+    declares: one for a MonoCut, several for a MultiCut), else over all of the file's channels.
+    """
     import soundfile as sf
 
     try:
@@ -40,6 +44,11 @@ def read_audio(path: str | Path, clip_id: str, *, offset_s: float = 0.0, duratio
             data = handle.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, OSError, RuntimeError) as exc:
         raise AudioError(path, clip_id, str(exc)) from None
+    if channels is not None:
+        usable = [c for c in channels if c < data.shape[1]]
+        if not usable:
+            raise AudioError(path, clip_id, f"the cut uses channel(s) {list(channels)}; the file has {data.shape[1]}")
+        data = data[:, usable]
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if rate != target_rate:
         from math import gcd

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 COMMANDS = ("decide", "suggest-merges", "export", "decisions")
@@ -56,6 +57,18 @@ def add_commands(commands, db_argument) -> None:
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--rank-by", choices=("tfidf", "df"), default="tfidf")
     export.add_argument("--by", help="who exports (stored with the export record)")
+    export.add_argument("--channels", choices=("first", "keep"), default="first",
+                        help="multi-channel clips: first = a MonoCut on the first channel the clip uses (default; "
+                             "the UTS recipe loads it unchanged); keep = a MultiCut with all its channels")
+    export.add_argument("--min-duration", type=float, default=1.0, metavar="S",
+                        help="duration window's lower end in seconds (default 1, the UTS recipe's)")
+    export.add_argument("--max-duration", type=float, default=60.0, metavar="S",
+                        help="duration window's upper end in seconds (default 60, the UTS recipe's)")
+    export.add_argument("--drop-out-of-window", action="store_true",
+                        help="leave out clips outside the window (default: keep them and count them; the recipe "
+                             "drops them silently when it loads the cuts)")
+    export.add_argument("--require-audio", action="store_true",
+                        help="leave out clips whose audio file was not read here (default: keep and count them)")
 
 
     decisions = commands.add_parser("decisions", help="export the full decision log / replay it into a fresh db")
@@ -111,9 +124,13 @@ def run(args: argparse.Namespace) -> int:
 
         con = store.connect(args.db)
         try:
-            record = export_vocabulary(con, k=args.k, out_dir=Path(args.out), by=args.by, rank_by=args.rank_by)
+            record = export_vocabulary(con, k=args.k, out_dir=Path(args.out), by=args.by, rank_by=args.rank_by,
+                                       channels=args.channels, min_duration_s=args.min_duration,
+                                       max_duration_s=args.max_duration, drop_out_of_window=args.drop_out_of_window,
+                                       require_audio=args.require_audio)
         finally:
             con.close()
+        print(record.as_text(), file=sys.stderr)  # what was left out and why, for the person at the terminal
         print(json.dumps(record.as_dict(), indent=2))
         return 0
     from curation.vocabulary.decision_log import export_decision_log, replay_decision_log

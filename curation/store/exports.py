@@ -12,7 +12,9 @@ from curation.store.schema import FIRST_GENERATED_CAPTION_SQL, ORIGINAL_CAPTIONS
 def export_clip_rows(con: duckdb.DuckDBPyConnection):
     """Every clip with what a Lhotse cut needs, in clip_key order (streamed in chunks)."""
     result = con.execute(f"""
-        SELECT c.clip_id, c.audio_path, c.source, c.domain, c.duration_s, c.sample_rate_hz,
+        SELECT c.clip_id, c.audio_path, c.audio_ok, c.source, c.domain, c.duration_s, c.sample_rate_hz,
+               c.num_channels, c.num_frames, c.probed_at IS NOT NULL AS probed, coalesce(c.start_s, 0.0) AS start_s,
+               c.cut_channels,
                {FIRST_GENERATED_CAPTION_SQL} AS caption,
                {ORIGINAL_CAPTIONS_SQL} AS originals
         FROM clips c ORDER BY c.clip_key""")

@@ -22,12 +22,23 @@ import duckdb
 
 from curation import store
 from curation.admin import permissions
-from curation.errors import UsageError
+from curation.errors import EmptyExportError, UsageError
+from curation.ingest.tag_text import tag_text_problem
 from curation.store import exports as store_exports
 from curation.vocabulary.decisions import list_decisions, replay
 from curation.vocabulary.ranking import compute_vocabulary, load_tag_matrix
 
-DEFAULT_SAMPLE_RATE_HZ = 16_000  # the UTS corpus rate; used when a clip's rate is unknown
+DEFAULT_SAMPLE_RATE_HZ = 16_000  # the UTS corpus rate; used only when a clip's rate is neither declared nor read
+CHANNEL_POLICIES = ("first", "keep")
+# The UTS recipe keeps cuts of 1 s to 60 s and drops the rest without a word (examples/uts/data_module.py).
+RECIPE_MIN_DURATION_S = 1.0
+RECIPE_MAX_DURATION_S = 60.0
+
+# Why a clip is not in an export; the report counts each (ExportRecord.dropped_by_reason).
+DROP_NO_TAG = "have no tag in the vocabulary at K"
+DROP_NO_DURATION = "have no duration"
+DROP_OUT_OF_WINDOW = "are outside the duration window"
+DROP_NO_AUDIO = "have no audio file that could be read here"
 
 
 @dataclass(frozen=True)
@@ -42,75 +53,183 @@ class ExportRecord:
     clips_kept: int
     clips_dropped: int
     clips_without_duration: int
+    dropped_by_reason: dict  # reason -> clips (every clip of the corpus not kept is counted under one reason)
+    notes: dict  # counted facts about kept cuts: out of window (kept), multi-channel, audio not read here ...
+    channels: str = "first"
+    duration_window_s: tuple = (RECIPE_MIN_DURATION_S, RECIPE_MAX_DURATION_S)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def as_text(self) -> str:
+        lines = [f"export {self.export_id}: K={self.k} ({self.vocabulary_size} tags, ranked by {self.rank_by}, "
+                 f"decisions up to #{self.last_decision_id}), {self.clips_kept:,} clips kept, "
+                 f"{self.clips_dropped:,} left out -> {self.out_dir}"]
+        lines += [f"  left out: {n:,} clips {why}" for why, n in self.dropped_by_reason.items() if n]
+        lines += [f"  note: {text}" for text in self.notes.values()]
+        return "\n".join(lines)
 
-def _cut(clip: dict, tags: list[str]) -> dict:
+
+def _cut(clip: dict, tags: list[str], channels_policy: str) -> dict:
+    """One Lhotse cut that declares exactly what the file holds (rate, channels, frames as read from its header)."""
     duration = float(clip["duration_s"])
+    start = float(clip["start_s"] or 0.0)
     rate = int(clip["sample_rate_hz"] or DEFAULT_SAMPLE_RATE_HZ)
+    n_channels = int(clip["num_channels"] or 1)
+    channel_ids = list(range(n_channels))
+    cut_channels = list(clip["cut_channels"]) if clip["cut_channels"] is not None else channel_ids
+    if clip["num_frames"]:
+        num_samples = int(clip["num_frames"])
+    else:  # not read here: the recording is at least as long as the cut (as the manifest declared it)
+        num_samples = int(round((start + duration) * rate))
     clip_id = clip["clip_id"]
-    custom = {"audio_tag": tags, "caption": clip["caption"] or "", "original_caption": list(clip["originals"] or [])}
+    custom: dict = {"audio_tag": tags}
+    if clip["caption"]:
+        custom["caption"] = clip["caption"]
+    if clip["originals"]:
+        custom["original_caption"] = list(clip["originals"])
     if clip["domain"]:
         custom["domain"] = clip["domain"]
     if clip["source"]:
         custom["source"] = clip["source"]
+    multi = channels_policy == "keep" and len(cut_channels) > 1
+    channel: int | list[int] = cut_channels if multi else cut_channels[0]
     return {
-        "id": clip_id, "start": 0.0, "duration": duration, "channel": 0,
+        "id": clip_id, "start": start, "duration": duration, "channel": channel,
         "supervisions": [{"id": clip_id, "recording_id": clip_id, "start": 0.0, "duration": duration,
-                          "channel": 0, "custom": custom}],
-        "recording": {"id": clip_id, "sources": [{"type": "file", "channels": [0],
+                          "channel": channel, "custom": custom}],
+        "recording": {"id": clip_id, "sources": [{"type": "file", "channels": channel_ids,
                                                    "source": clip["audio_path"] or clip["source"] or clip_id}],
-                      "sampling_rate": rate, "num_samples": int(round(duration * rate)), "duration": duration,
-                      "channel_ids": [0]},
-        "type": "MonoCut",
+                      "sampling_rate": rate, "num_samples": num_samples, "duration": num_samples / rate,
+                      "channel_ids": channel_ids},
+        "type": "MultiCut" if multi else "MonoCut",
     }
 
 
 def export_vocabulary(con: duckdb.DuckDBPyConnection, *, k: int, out_dir: Path, by: str | None = None,
-                      rank_by: str = "tfidf") -> ExportRecord:
+                      rank_by: str = "tfidf", channels: str = "first",
+                      min_duration_s: float = RECIPE_MIN_DURATION_S, max_duration_s: float = RECIPE_MAX_DURATION_S,
+                      drop_out_of_window: bool = False, require_audio: bool = False) -> ExportRecord:
+    """Write label_K.json / .txt, cuts.jsonl.gz and export.json; raise EmptyExportError (nothing written) when no
+    clip would be kept.
+
+    ``channels``: "first" (default) writes a MonoCut on the first channel the clip uses, which the UTS recipe
+    loads unchanged; "keep" writes a MultiCut for multi-channel clips (for clients that take multi-channel input;
+    this project's training downmixes it to mono). Clips outside [min_duration_s, max_duration_s] are counted and
+    kept unless ``drop_out_of_window``; clips whose audio could not be read here are counted and kept unless
+    ``require_audio``.
+    """
     by = permissions.authorize("export", by)
     if k < 1:
         raise UsageError(f"--k {k}: expected a vocabulary size of at least 1")
+    if channels not in CHANNEL_POLICIES:
+        raise UsageError(f"--channels {channels!r}: expected one of {CHANNEL_POLICIES}")
+    if not 0 <= min_duration_s < max_duration_s:
+        raise UsageError(f"duration window [{min_duration_s}, {max_duration_s}] s: expected 0 <= min < max")
     state = replay(list_decisions(con))
     view = compute_vocabulary(load_tag_matrix(con), state, rank_by=rank_by)
     if len(view.ranking) == 0:
-        raise UsageError("the corpus has no tags to export: ingest tagged clips first")
+        raise EmptyExportError(k, {"clips in the corpus": view.n_clips},
+                               ["the corpus has no tags: ingest tagged clips or run extract-tags first"])
     labels = view.top_k(k)
+    bad_labels = [tag for tag in labels if tag_text_problem(tag) is not None]
+    if bad_labels:  # cannot happen for tags made by this version; a database from an older one may hold them
+        raise UsageError(f"tags {bad_labels[:5]} cannot be exported: expected {tag_text_problem(bad_labels[0])}; "
+                         "rename them (python -m curation decide rename ...) and export again")
     clip_tags = view.clip_tags_at(k)
+    window = f"[{min_duration_s:g} s, {max_duration_s:g} s]"
+    dropped = {DROP_NO_TAG: 0, DROP_NO_DURATION: 0, f"{DROP_OUT_OF_WINDOW} {window}": 0, DROP_NO_AUDIO: 0}
+    counts = {"out_of_window_kept": 0, "not_read_here": 0, "multi_channel": 0, "without_caption": 0}
+    examples: dict[str, list[str]] = {key: [] for key in (DROP_NO_DURATION, "out_of_window_kept", "not_read_here")}
+
+    def note_example(key: str, clip_id: str) -> None:
+        if len(examples[key]) < 3:
+            examples[key].append(clip_id)
+
+    created_dir = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     label_json = json.dumps({str(i): tag for i, tag in enumerate(labels)}, ensure_ascii=False, indent=1)
     digest.update(label_json.encode())
-    kept = without_duration = 0
+    kept = 0
     tmp_cuts = out_dir / "cuts.jsonl.gz.partial"
     with gzip.GzipFile(tmp_cuts, "wb", mtime=0) as handle:
         for clip in store_exports.export_clip_rows(con):
             tags = clip_tags.get(clip["clip_id"])
             if not tags:
+                dropped[DROP_NO_TAG] += 1
                 continue
             if not clip["duration_s"]:
-                without_duration += 1  # a cut without a duration cannot be trained on
+                dropped[DROP_NO_DURATION] += 1  # a cut without a duration cannot be trained on
+                note_example(DROP_NO_DURATION, clip["clip_id"])
                 continue
-            line = (json.dumps(_cut(clip, tags), ensure_ascii=False) + "\n").encode()
+            if not min_duration_s <= clip["duration_s"] <= max_duration_s:
+                if drop_out_of_window:
+                    dropped[f"{DROP_OUT_OF_WINDOW} {window}"] += 1
+                    continue
+                counts["out_of_window_kept"] += 1
+                note_example("out_of_window_kept", clip["clip_id"])
+            if not clip["probed"]:
+                if require_audio:
+                    dropped[DROP_NO_AUDIO] += 1
+                    continue
+                counts["not_read_here"] += 1
+                note_example("not_read_here", clip["clip_id"])
+            if (clip["num_channels"] or 1) > 1 and len(clip["cut_channels"] or range(clip["num_channels"])) > 1:
+                counts["multi_channel"] += 1
+            if not clip["caption"]:
+                counts["without_caption"] += 1
+            line = (json.dumps(_cut(clip, tags, channels), ensure_ascii=False) + "\n").encode()
             digest.update(line)
             handle.write(line)
             kept += 1
+    if kept == 0:
+        tmp_cuts.unlink(missing_ok=True)
+        if created_dir:
+            out_dir.rmdir()
+        hints = []
+        if dropped[DROP_NO_DURATION]:
+            hints.append("run `python -m curation probe-audio` to read durations from the audio files, or give "
+                         "durations in the manifest")
+        if dropped[DROP_NO_TAG]:
+            hints.append("a larger K or tagging the clips (extract-tags) keeps more clips")
+        if dropped[f"{DROP_OUT_OF_WINDOW} {window}"]:
+            hints.append("widen the window or keep out-of-window clips")
+        if dropped[DROP_NO_AUDIO]:
+            hints.append("check the audio paths (probe-audio lists what it cannot read) or export without "
+                         "--require-audio")
+        raise EmptyExportError(k, {f"clips {why}": n for why, n in dropped.items()}, hints)
     content_hash = digest.hexdigest()
     # Files appear under their final names only once complete, so a crash never leaves a half export.
     (out_dir / f"label_{k}.json").write_text(label_json, encoding="utf-8")
     (out_dir / f"label_{k}.txt").write_text("".join(tag + "\n" for tag in labels), encoding="utf-8")
     tmp_cuts.replace(out_dir / "cuts.jsonl.gz")
-    dropped = view.n_clips - kept
+    n_dropped = view.n_clips - kept
+    notes = {}
+    if counts["out_of_window_kept"]:
+        notes["out_of_window_kept"] = (f"{counts['out_of_window_kept']:,} kept clips are outside {window} (the UTS "
+                                       f"recipe drops them when it loads the cuts; --drop-out-of-window drops them "
+                                       f"here), e.g. {', '.join(examples['out_of_window_kept'])}")
+    if counts["not_read_here"]:
+        notes["not_read_here"] = (f"{counts['not_read_here']:,} kept clips' audio was not read here (missing file or "
+                                  f"no probe): their cuts declare what the manifest said, e.g. "
+                                  f"{', '.join(examples['not_read_here'])}")
+    if counts["multi_channel"]:
+        notes["multi_channel"] = (f"{counts['multi_channel']:,} multi-channel clips written as "
+                                  + ("MultiCuts (all channels)" if channels == "keep" else
+                                     "MonoCuts on their first channel (--channels keep writes MultiCuts)"))
+    if counts["without_caption"]:
+        notes["without_caption"] = f"{counts['without_caption']:,} kept clips have no caption (the field is omitted)"
     with store.transaction(con):
         export_id = store_exports.record_export(con, by=by, k=k, rank_by=rank_by, last_decision_id=state.last_decision_id,
                                         content_hash=content_hash, out_dir=str(out_dir.resolve()),
-                                        vocabulary_size=len(labels), clips_kept=kept, clips_dropped=dropped)
+                                        vocabulary_size=len(labels), clips_kept=kept, clips_dropped=n_dropped)
     record = ExportRecord(export_id=export_id, k=k, vocabulary_size=len(labels), rank_by=rank_by,
                           last_decision_id=state.last_decision_id, content_hash=content_hash,
-                          out_dir=str(out_dir.resolve()), clips_kept=kept, clips_dropped=dropped,
-                          clips_without_duration=without_duration)
+                          out_dir=str(out_dir.resolve()), clips_kept=kept, clips_dropped=n_dropped,
+                          clips_without_duration=dropped[DROP_NO_DURATION],
+                          dropped_by_reason={why: n for why, n in dropped.items() if n}, notes=notes,
+                          channels=channels, duration_window_s=(min_duration_s, max_duration_s))
     (out_dir / "export.json").write_text(json.dumps(
         {**record.as_dict(), "created_at": datetime.now(timezone.utc).isoformat(), "created_by": by,
          "label_file": f"label_{k}.json", "cuts_file": "cuts.jsonl.gz"}, indent=1), encoding="utf-8")

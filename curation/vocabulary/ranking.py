@@ -49,6 +49,9 @@ class TagMatrix:
         return len(self.clip_ids)
 
 
+MEDIAN_DEPTH = 64  # median tags per clip is counted up to this many (the ingest cap, MAX_TAGS_PER_CLIP)
+
+
 def load_tag_matrix(con: duckdb.DuckDBPyConnection) -> TagMatrix:
     data = store_vocabulary.tag_matrix_inputs(con)
     clip_keys = data["clips"]["clip_key"].astype(np.int64)
@@ -176,10 +179,14 @@ def compute_vocabulary(matrix: TagMatrix, state: CurationState, rank_by: str = "
     best_rank = ranks_sorted[:, 0] if ranks_sorted.shape[1] else np.full(n_clips, none)
 
     # at_least[j][k]: clips with at least j+1 canonical tags of rank <= k (k = 0..n_ranked).
+    # Memory stays bounded whatever the input: at most MEDIAN_DEPTH rows of n_ranked counts (a clip with thousands
+    # of tags would otherwise cost its tag count x distinct tags); the mean uses exact totals.
+    depth = min(ranks_sorted.shape[1], MEDIAN_DEPTH)
     at_least = np.stack([np.cumsum(np.bincount(ranks_sorted[:, j], minlength=n_ranked + 2)[: n_ranked + 1])
-                         for j in range(ranks_sorted.shape[1])]) if n_ranked else np.zeros((1, 1), dtype=np.int64)
+                         for j in range(depth)]) if n_ranked and depth else np.zeros((1, n_ranked + 1), dtype=np.int64)
     kept = at_least[0]
-    total_tags = at_least.sum(axis=0)
+    ranked_pairs = ranks_sorted[ranks_sorted <= n_ranked]
+    total_tags = np.cumsum(np.bincount(ranked_pairs, minlength=n_ranked + 1)[: n_ranked + 1])
     lower_middle = np.maximum(kept - 1, 0) // 2  # index of the lower median among kept clips' counts
     median = (at_least >= (kept - lower_middle)[None, :]).sum(axis=0)
     ks = np.arange(1, n_ranked + 1)
