@@ -76,7 +76,13 @@ def open_manifest_bytes(path: Path) -> io.BufferedReader:
 
 
 def looks_like_lhotse(obj: dict) -> bool:
-    return "supervisions" in obj or "recording" in obj
+    """A Lhotse cut, or a line of a recipe's RecordingSet / SupervisionSet manifest."""
+    return ("supervisions" in obj or "recording" in obj or is_lhotse_recording(obj)
+            or ("recording_id" in obj and "start" in obj and "duration" in obj))
+
+
+def is_lhotse_recording(obj: dict) -> bool:
+    return "sources" in obj and "sampling_rate" in obj and "supervisions" not in obj
 
 
 class _Checker:
@@ -169,6 +175,19 @@ def parse_lhotse_cut(obj: dict, path: Path, line: int | None) -> ClipRecord:
     counted (``sources``). ``audio_tag`` may be a list or one ';'-joined string (the recipe's own joined form).
     """
     check = _Checker(path, line)
+    if is_lhotse_recording(obj):
+        # A recipe's RecordingSet (e.g. MUSAN's): each recording is a clip awaiting captions and tags.
+        obj = {"id": obj.get("id"), "start": 0.0, "duration": obj.get("duration"), "channel": obj.get("channel_ids"),
+               "supervisions": [{}], "recording": obj}
+    elif "recording_id" in obj and "recording" not in obj and "supervisions" not in obj:
+        raise ManifestError(path, line, None, found="a SupervisionSet line (it names a recording_id, not audio)",
+                            found_is_description=True, expected="Lhotse cuts or recordings",
+                            hint="join it with its RecordingSet first: lhotse cut simple -r recordings.jsonl.gz "
+                                 "-s supervisions.jsonl.gz cuts.jsonl.gz")
+    cut_type = obj.get("type")
+    if cut_type is not None and cut_type not in ("MonoCut", "MultiCut"):
+        raise check.fail("type", cut_type, "a MonoCut or MultiCut (a cut with one recording); turn mixed or padded "
+                                           "cuts into plain ones first, e.g. CutSet.to_mono() or without padding")
     clip_id = check.string(obj.get("id"), "id", required=True)
     duration_s = check.positive_number(obj.get("duration"), "duration", required=True)
     start_s = obj.get("start", 0.0)
@@ -212,8 +231,11 @@ def parse_lhotse_cut(obj: dict, path: Path, line: int | None) -> ClipRecord:
         raw_originals = custom.get("original_caption")
         if raw_originals is not None and not isinstance(raw_originals, (list, str)) and hasattr(raw_originals, "tolist"):
             raw_originals = raw_originals.tolist()
-        for original in check.caption_list(raw_originals, f"{prefix}.original_caption"):
-            if original not in originals:
+        # A recipe's supervision text (a transcript, a description) is the human text written for this audio.
+        text = check.string(supervision.get("text"), f"supervisions[{index}].text", required=False,
+                            max_chars=MAX_CAPTION_CHARS)
+        for original in (*check.caption_list(raw_originals, f"{prefix}.original_caption"), *([text] if text else [])):
+            if original.strip() and original not in originals:
                 originals.append(original)
         captioner = captioner or check.string(custom.get("captioner"), f"{prefix}.captioner", required=False)
         source = source or check.string(custom.get("source"), f"{prefix}.source", required=False)

@@ -203,3 +203,32 @@ def test_a_published_vocabulary_given_to_ingest_says_what_to_do_with_it(con, tmp
     path.write_text(json.dumps({"0": "music", "1": "speech", "2": "dog"}, indent=2))
     with pytest.raises(ManifestError, match="vocab compare .*vocab seed"):
         ingest_path(con, path)
+
+
+def test_manifests_written_by_lhotse_itself_ingest_recordings_cuts_and_refuse_bare_supervisions(con, tmp_path):
+    """What a lhotse recipe writes: a RecordingSet (MUSAN's kind), SupervisionSet with text, and cuts joined from
+    them (a stereo recording gives a MultiCut-able recording; several supervisions per recording)."""
+    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    files = write_all_kinds(tmp_path / "audio")
+    recordings = RecordingSet.from_recordings(Recording.from_file(p, recording_id=n) for n, p in files.items())
+    recordings.to_file(tmp_path / "recordings.jsonl.gz")
+    summary = ingest_path(con, tmp_path / "recordings.jsonl.gz")
+    assert summary.clips == len(files) and summary.missing_audio == 0
+    assert "declared_audio_differs" not in summary.notes  # lhotse wrote what the files hold
+    assert _clip(con, "stereo_44k_flac")["channels"] == 2
+
+    supervisions = SupervisionSet.from_segments(
+        SupervisionSegment(id=f"{n}-{i}", recording_id=n, start=0.0, duration=0.5, channel=0,
+                           text=f"a person describes {n} part {i}") for n in files for i in range(2))
+    supervisions.to_file(tmp_path / "supervisions.jsonl.gz")
+    with pytest.raises(ManifestError, match="SupervisionSet line .*lhotse cut simple"):
+        ingest_path(con, tmp_path / "supervisions.jsonl.gz")
+    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+    cuts.to_file(tmp_path / "cuts.jsonl.gz")
+    summary = ingest_path(con, tmp_path / "cuts.jsonl.gz")
+    assert summary.notes["several_supervisions"]["n"] == len(files)
+    assert summary.notes["multi_channel_cuts"]["n"] == 2  # lhotse made MultiCuts of the two stereo recordings
+    originals = [r[0] for r in con.execute("""SELECT text FROM captions JOIN clips USING (clip_key)
+        WHERE clip_id LIKE 'mono_8k_wav-%' AND kind = 'original' ORDER BY position""").fetchall()]  # lhotse's cut id
+    assert originals == ["a person describes mono_8k_wav part 0", "a person describes mono_8k_wav part 1"]
