@@ -8,7 +8,7 @@ UTSDatamodule._filter_cutset -> DynamicBucketingSampler -> UTSDataset with OnThe
 batch's features are checked (finite, 80 bins) and its ';'-joined tag strings are turned into multi-hot targets with
 the exported label_K.json, which must equal the export's own tag lists exactly, clip by clip.
 
-Usage: python bench/uts_recipe_check.py --auden /path/to/Auden [--export DIR] [--json]
+Usage: python bench/uts_recipe_check.py --auden /path/to/Auden [--export DIR | --esc50 ../shared/data] [--json]
 (with --export, an existing export folder is checked instead of building one). Exit status 0 when all holds.
 Tests: tests/vocabulary/test_uts_recipe.py runs this when AUDEN_CHECKOUT names a checkout, and skips otherwise.
 """
@@ -61,6 +61,28 @@ def build_export(work: Path) -> Path:
     return work / "export"
 
 
+def build_esc50_export(work: Path, shared: Path) -> Path:
+    """The 400 real ESC-50 clips of ../shared/data with their category (and ESC-10 membership) as tags."""
+    import csv
+
+    from curation import store
+    from curation.ingest.ingest import ingest_path
+    from curation.vocabulary.export import export_vocabulary
+
+    with open(shared / "esc50" / "esc50_subset.csv", newline="") as handle:
+        rows = [{"id": r["filename"].rsplit(".", 1)[0], "audio_path": str(shared / "esc50" / "audio" / r["filename"]),
+                 "tags": [r["category"].replace("_", " "), "sound"] + (["esc10"] if r["esc10"] == "True" else [])}
+                for r in csv.DictReader(handle)]
+    (work / "esc50.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    con = store.connect(work / "uts.duckdb")
+    try:
+        ingest_path(con, work / "esc50.jsonl")
+        export_vocabulary(con, k=52, out_dir=work / "export", by="recipe-check")
+    finally:
+        con.close()
+    return work / "export"
+
+
 def check(auden: Path, export_dir: Path) -> dict:
     from lhotse import CutSet, Fbank, FbankConfig
     from lhotse.dataset import DynamicBucketingSampler
@@ -102,10 +124,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--auden", required=True, type=Path, help="a checkout of github.com/AudenAI/Auden")
     parser.add_argument("--export", type=Path, help="an export folder to check (default: build one from test audio)")
+    parser.add_argument("--esc50", type=Path, metavar="SHARED_DATA",
+                        help="build the export from the real ESC-50 clips under this ../shared/data folder instead")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        export_dir = args.export or build_export(Path(tmp))
+        export_dir = args.export or (build_esc50_export(Path(tmp), args.esc50) if args.esc50 else
+                                     build_export(Path(tmp)))
         result = check(args.auden.resolve(), export_dir)
     if args.json:
         print(json.dumps(result))
