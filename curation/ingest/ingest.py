@@ -100,7 +100,7 @@ def ingest_path(con: duckdb.DuckDBPyConnection, path: Path | str, *, audio_root:
         if fmt == "lhotse":
             fast_path = _stage_lhotse_fast(con, path)
         if not fast_path:
-            records = _records_for(con, path, fmt)
+            records = _records_for(con, path, fmt, notes)
             store_ingest.stage_rows(con, _records_to_arrow(_checked(path, records, on_bad_row, bad_rows), notes))
         _normalise_staged_tags(con, notes)
         # A folder's paths are relative to the folder itself; a manifest's to its folder or --audio-root.
@@ -130,7 +130,8 @@ def ingest_path(con: duckdb.DuckDBPyConnection, path: Path | str, *, audio_root:
         skipped_examples=tuple(str(err) for err in bad_rows[:MAX_LISTED_MISSING_AUDIO]), notes=notes.as_dict())
 
 
-def _records_for(con, path: Path, fmt: str) -> Iterator[tuple[int, ClipRecord | ManifestError]]:
+def _records_for(con, path: Path, fmt: str,
+                 notes: IngestNotes) -> Iterator[tuple[int, ClipRecord | ManifestError]]:
     if fmt == "lhotse":
         return manifest.iter_lhotse_records(path)
     if fmt == "flat_jsonl":
@@ -140,7 +141,7 @@ def _records_for(con, path: Path, fmt: str) -> Iterator[tuple[int, ClipRecord | 
     if fmt == "parquet":
         return manifest.iter_parquet_records(path, store_ingest.read_parquet_rows(con, path))
     if fmt == "audio_folder":
-        return _iter_audio_folder(path)
+        return _iter_audio_folder(path, notes)
     raise UsageError(f"{path}: unsupported format {fmt!r}")
 
 
@@ -213,6 +214,8 @@ _NOTE_MESSAGES = {
     "declared_audio_differs": "{n:,} clips declare audio that differs from the file (the file's values are used)",
     "durations_from_files": "{n:,} clips without a duration in the manifest took it from the audio file",
     "audio_found_by_pattern": "{n:,} clips whose source names a dataset were found by the audio pattern",
+    "folder_files_skipped": "{n:,} files in the folder are not audio of a readable kind "
+                            f"({', '.join(manifest.AUDIO_SUFFIXES)}) and were skipped",
     "not_probed": "{n:,} clips' audio headers were not read (--no-probe): durations are as declared",
     "no_duration": "{n:,} clips have no duration (no readable audio and none declared): export skips them "
                    "until `probe-audio` reads their files",
@@ -368,10 +371,18 @@ def _resolve_audio(rows: list[dict], base: Path, *, audio_root: Path | None, aud
     return pa.table(columns, schema=schema), missing
 
 
-def _iter_audio_folder(folder: Path) -> Iterator[tuple[int, ClipRecord | ManifestError]]:
+def _iter_audio_folder(folder: Path, notes: IngestNotes) -> Iterator[tuple[int, ClipRecord | ManifestError]]:
     """Every audio file under ``folder`` becomes a clip awaiting captions and tags (id = relative path without
-    suffix); durations, rates and channels come from the headers read after staging (audio_probe)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in manifest.AUDIO_SUFFIXES)
+    suffix); durations, rates and channels come from the headers read after staging (audio_probe). Files of
+    other kinds are counted by suffix, never skipped silently."""
+    everything = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = [p for p in everything if p.suffix.lower() in manifest.AUDIO_SUFFIXES]
+    skipped: dict[str, int] = {}
+    for other in everything:
+        if other.suffix.lower() not in manifest.AUDIO_SUFFIXES:
+            skipped[other.suffix.lower() or "(no suffix)"] = skipped.get(other.suffix.lower() or "(no suffix)", 0) + 1
+    for suffix, n in sorted(skipped.items(), key=lambda item: -item[1]):
+        notes.add("folder_files_skipped", f"{n:,} {suffix} file(s)", n=n)
     if not files:
         raise ManifestError(folder, None, None, found="no audio files", found_is_description=True,
                             expected=f"a folder holding audio files ({', '.join(manifest.AUDIO_SUFFIXES)})")

@@ -232,3 +232,13 @@ def test_manifests_written_by_lhotse_itself_ingest_recordings_cuts_and_refuse_ba
     originals = [r[0] for r in con.execute("""SELECT text FROM captions JOIN clips USING (clip_key)
         WHERE clip_id LIKE 'mono_8k_wav-%' AND kind = 'original' ORDER BY position""").fetchall()]  # lhotse's cut id
     assert originals == ["a person describes mono_8k_wav part 0", "a person describes mono_8k_wav part 1"]
+
+
+def test_an_audio_folder_counts_the_files_it_cannot_take(con, tmp_path):
+    write_all_kinds(tmp_path / "audio")
+    (tmp_path / "audio" / "notes.txt").write_text("not audio")
+    (tmp_path / "audio" / "song.m4a").write_bytes(b"\x00" * 64)
+    summary = ingest_path(con, tmp_path / "audio")
+    note = summary.notes["folder_files_skipped"]
+    assert note["n"] == 2 and sorted(note["examples"]) == ["1 .m4a file(s)", "1 .txt file(s)"]
+    assert "2 files in the folder are not audio" in summary.as_text()
