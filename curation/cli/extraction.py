@@ -4,7 +4,8 @@ Place in the flow: the command-line face of curation/extraction/jobs.py (the app
 
 Example::
 
-    python -m curation extract-tags --db data/uts.duckdb --backend offline
+    python -m curation extract-tags --db data/uts.duckdb                      # open-vocabulary spaCy extractor
+    python -m curation extract-tags --db data/uts.duckdb --backend lexicon    # the closed audio lexicon
     python -m curation extract-tags --db data/uts.duckdb --backend openai --base-url http://gpu:8000/v1 \\
         --model Qwen2.5-7B-Instruct --concurrency 32
     python -m curation caption --db data/uts.duckdb --backend openai --base-url http://gpu:8001/v1 \\
@@ -16,21 +17,31 @@ import argparse
 import json
 import sys
 
-from curation.extraction.backends import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT_S
+from curation.extraction.backends import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_RETRIES,
+    DEFAULT_TAG_BACKEND,
+    DEFAULT_TIMEOUT_S,
+    TAG_BACKENDS,
+)
 
 COMMANDS = ("extract-tags", "caption")
 
 
 def add_commands(commands, db_argument) -> None:
-    tags = commands.add_parser("extract-tags", help="tag clips that have a generated caption (LLM, local model or "
-                                                    "the offline lexicon); resumable")
+    tags = commands.add_parser("extract-tags", help="tag clips that have a caption (offline open-vocabulary "
+                                                    "extractor by default, the lexicon, an LLM server or a local "
+                                                    "model); resumable")
     db_argument(tags)
-    tags.add_argument("--backend", choices=("offline", "openai", "transformers"), default="offline",
-                      help="offline: lexicon rules, no model (default); openai: an OpenAI-compatible server "
+    tags.add_argument("--backend", choices=TAG_BACKENDS, default=DEFAULT_TAG_BACKEND,
+                      help="offline (default): open-vocabulary tags from spaCy's English tagger, no server; "
+                           "lexicon: the closed audio lexicon (~300 tags); openai: an OpenAI-compatible server "
                            "(vLLM, Ollama, llama.cpp, TGI); transformers: a causal LM from a local folder")
     tags.add_argument("--captioner", help="tag the captions of this captioner (default: each clip's first)")
     tags.add_argument("--use-vocabulary", action="store_true",
-                      help="offline backend: also match the corpus's existing tags, not only the lexicon")
+                      help="lexicon backend: also match the corpus's existing tags, not only the lexicon")
+    tags.add_argument("--processes", type=int,
+                      help="offline backend: worker processes for large jobs (default: one per core, at most 4)")
     _common(tags, max_tokens=200)
 
     caption = commands.add_parser("caption", help="caption clips that have audio but no caption from this "
@@ -68,14 +79,19 @@ def _common(parser: argparse.ArgumentParser, *, max_tokens: int, temperature: fl
 
 def make_backend(args: argparse.Namespace, task: str, con=None):
     """The backend the arguments describe (a typed error when something it needs is missing)."""
+    from curation.errors import UsageError
     from curation.extraction.backends import build_backend
     from curation.store import vocabulary as store_vocabulary
 
+    if getattr(args, "use_vocabulary", False) and args.backend != "lexicon":
+        raise UsageError(f"--use-vocabulary matches corpus tags with the lexicon extractor: add --backend lexicon "
+                         f"(the {args.backend} backend reads every word of the caption already)")
     vocabulary = store_vocabulary.raw_tag_texts(con) if getattr(args, "use_vocabulary", False) and con is not None else None
     return build_backend(args.backend, task, base_url=args.base_url, model=args.model, concurrency=args.concurrency,
                          timeout_s=args.timeout, retries=args.retries, temperature=args.temperature,
                          top_p=getattr(args, "top_p", None), max_tokens=args.max_tokens, api_key_env=args.api_key_env,
-                         batch_size=args.batch_size, device=args.device, vocabulary=vocabulary)
+                         batch_size=args.batch_size, device=args.device, vocabulary=vocabulary,
+                         processes=getattr(args, "processes", None))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,9 @@ Backends:
   Qwen3-Omni-30B-A3B-Captioner).
 - ``TransformersChatBackend``: a local causal LM from a path, batched generation (for a GPU node).
 - ``TransformersCaptionBackend``: a local audio-to-text model from a path (speech-seq2seq family).
-- ``OfflineTagBackend``: the deterministic lexicon extractor (curation/extraction/offline_tagger.py).
+- ``OpenVocabTagBackend`` (``offline``, the default for tags): the open-vocabulary spaCy extractor
+  (curation/extraction/open_vocab.py), no server or GPU; several worker processes for large jobs.
+- ``OfflineTagBackend`` (``lexicon``): the deterministic closed-lexicon extractor (curation/extraction/offline_tagger.py).
 
 Example::
 
@@ -38,6 +40,10 @@ from curation.errors import UsageError
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_RETRIES = 4
+# Tag backends by name, the default first: what the CLI and the app's Tagging page offer.
+OFFLINE_TAG_BACKENDS = ("offline", "lexicon")  # open-vocabulary spaCy extractor; closed audio lexicon
+TAG_BACKENDS = (*OFFLINE_TAG_BACKENDS, "openai", "transformers")
+DEFAULT_TAG_BACKEND = TAG_BACKENDS[0]
 
 
 @dataclass(frozen=True)
@@ -379,8 +385,95 @@ def load_audio_mono(path: str | None, sample_rate_hz: int):
 
 # ------------------------------------------------------------------------------------------ offline
 
+class OpenVocabTagBackend:
+    """Open-vocabulary tags from spaCy (curation/extraction/open_vocab.py), the default ``extract-tags`` backend;
+    answers in the same JSON the LLMs are asked for, so one parser (and one spelling rule) serves all.
+
+    Producer ``offline:open-vocab-v1`` (the lexicon extractor's rows stay ``offline:lexicon-v1``). Its prompt
+    version is a fingerprint of the rules, the lexicon folds and the spaCy model, so changing any of them makes
+    every clip eligible again. The first batch is tagged in this process; later batches go to ``processes``
+    worker processes (started only for jobs larger than one batch, since each loads the model, ~2 s)."""
+
+    name = "offline"
+
+    def __init__(self, processes: int | None = None, batch_size: int = 512) -> None:
+        from curation.extraction.open_vocab import EXTRACTOR_VERSION, PipelineUnavailable, pipeline_fingerprint
+
+        if processes is not None and processes < 1:
+            raise UsageError(f"--processes {processes}: expected at least 1")
+        try:
+            self.prompt_hash = pipeline_fingerprint()
+        except PipelineUnavailable as exc:
+            raise BackendUnavailable(str(exc)) from None
+        from curation.extraction.open_vocab import load_pipeline
+
+        meta = load_pipeline().meta
+        self.model = EXTRACTOR_VERSION
+        self.pipeline = f"{meta.get('lang', 'en')}_{meta.get('name')}-{meta.get('version')}"
+        self.processes = processes if processes is not None else default_processes()
+        self.batch_size = batch_size
+        self._stop = threading.Event()
+
+    @property
+    def settings(self) -> dict:
+        from curation.extraction.open_vocab import MAX_TAGS
+
+        return {"extractor": self.model, "spacy_pipeline": self.pipeline, "processes": self.processes,
+                "max_tags": MAX_TAGS}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def answers(self, requests: Iterable[Request]) -> Iterator[Answer]:
+        import json
+
+        from curation.extraction.open_vocab import CaptionTagger, OpenVocabExtractor
+
+        self._stop = threading.Event()
+        local = OpenVocabExtractor()
+        batches = _batches(requests, self.batch_size)
+
+        def answered(batch: list[Request], tag_lists: list[tuple[str, ...]]) -> Iterator[Answer]:
+            for request, tags in zip(batch, tag_lists):
+                yield Answer(request.key, json.dumps({"labels": list(tags)}), None)
+
+        first = next(batches, None)
+        if first is None:
+            return
+        yield from answered(first, local.tag_many([request.text or "" for request in first]))
+        if self.processes == 1:
+            for batch in batches:
+                if self._stop.is_set():
+                    return
+                yield from answered(batch, local.tag_many([request.text or "" for request in batch]))
+            return
+        pool = CaptionTagger(self.processes)
+        held: list[list[Request]] = []
+
+        def texts() -> Iterator[list[str]]:
+            for batch in batches:
+                if self._stop.is_set():
+                    return
+                held.append(batch)
+                yield [request.text or "" for request in batch]
+
+        try:
+            for tag_lists in pool.tag_batches(texts()):
+                yield from answered(held.pop(0), tag_lists)
+                if self._stop.is_set():
+                    return
+        finally:
+            pool.close(abandon=self._stop.is_set() or bool(held))
+
+
+def default_processes() -> int:
+    """Worker processes for the open-vocabulary extractor: one per core, at most 4 (each holds the model)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 class OfflineTagBackend:
-    """Deterministic lexicon tags; answers in the same JSON the LLMs are asked for, so one parser serves all."""
+    """Deterministic lexicon tags (``--backend lexicon``); answers in the same JSON the LLMs are asked for, so one
+    parser serves all. Its rows keep the producer they always had, ``offline:lexicon-v1``."""
 
     name = "offline"
     model = "lexicon-v1"
@@ -417,15 +510,18 @@ def build_backend(backend: str, task: str, *, base_url: str | None = None, model
                   concurrency: int = DEFAULT_CONCURRENCY, timeout_s: float = DEFAULT_TIMEOUT_S,
                   retries: int = DEFAULT_RETRIES, temperature: float | None = None, top_p: float | None = None,
                   max_tokens: int | None = None, api_key_env: str = "OPENAI_API_KEY", batch_size: int = 16,
-                  device: str | None = None, vocabulary: Sequence[str] | None = None):
-    """The backend for ``task`` ('tags' or 'captions') by name; typed errors for what is missing or unknown."""
+                  device: str | None = None, vocabulary: Sequence[str] | None = None, processes: int | None = None):
+    """The backend for ``task`` ('tags' or 'captions') by name; typed errors for what is missing or unknown.
+
+    ``offline`` (the default of ``extract-tags``) is the open-vocabulary extractor; ``lexicon`` the closed-lexicon
+    one (``vocabulary``: extra corpus tags it may match)."""
     temperature = (0.3 if task == "tags" else 0.6) if temperature is None else temperature
     max_tokens = (200 if task == "tags" else 1024) if max_tokens is None else max_tokens
-    if backend == "offline":
+    if backend in OFFLINE_TAG_BACKENDS:
         if task != "tags":
-            raise UsageError("the offline backend only tags captions; captioning needs --backend openai or "
+            raise UsageError(f"the {backend} backend only tags captions; captioning needs --backend openai or "
                              "transformers")
-        return OfflineTagBackend(vocabulary)
+        return OpenVocabTagBackend(processes) if backend == "offline" else OfflineTagBackend(vocabulary)
     if backend == "openai":
         return OpenAIChatBackend(base_url=base_url or "", model=model or "", concurrency=concurrency,
                                  timeout_s=timeout_s, retries=retries, temperature=temperature, top_p=top_p,
@@ -436,7 +532,7 @@ def build_backend(backend: str, task: str, *, base_url: str | None = None, model
                                            temperature=temperature, device=device)
         return TransformersCaptionBackend(model=model or "", batch_size=batch_size, max_new_tokens=max_tokens,
                                           device=device)
-    raise UsageError(f"backend {backend!r}: expected offline, openai or transformers")
+    raise UsageError(f"backend {backend!r}: expected one of {', '.join(TAG_BACKENDS)}")
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:

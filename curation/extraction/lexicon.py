@@ -353,3 +353,49 @@ _PHRASES = {
 }
 
 FORMS, ASPECT_RANK = _build()
+
+
+# ----------------------------------------------------------------------------------------- open-vocabulary layer
+# The open-vocabulary extractor (curation/extraction/open_vocab.py) keeps every word it finds and uses the lexicon
+# only to fold a word onto the same concept's canonical spelling. Most lines above also fold narrower terms onto
+# broader ones (sparrow -> bird, cheering -> clapping, accordion -> harmonica): right for a closed list, a loss for an
+# open one. So only two kinds of fold are taken from the lexicon: spelling or inflection / derivation variants of
+# the canonical (``_is_variant``: hi hat -> hi-hat, reverberant -> reverb, drumming -> drums) and the true synonyms
+# listed here. Everything else stays as the caption says it.
+TRUE_SYNONYM_FORMS = frozenset("""
+open-air|open air|urban|woodland|woods|seaside|vocalist|vocalists|chorus|canine|feline|kitty|cockerel|poultry|cattle
+infant|newborn|kid|kids|masculine|feminine|automobile|lorry|motorbike|aircraft|plane|airliner|chopper|motor|motors
+telephone|cellphone|smartphone|honk|honking|fiddle|sax|speaking|speaks|speak|talking|talk|talks|spoken|yelling|yells
+yell|shriek|sobbing|weeping|cry|cries|applauding|woof|tweeting|swoosh|song|songs|tune|musical|low quality|low-quality
+poor quality|lo fi|lofi|low fidelity|low-fidelity|high quality|high-quality|hi-fi|uptempo|up-tempo|movie|anger|jazzy|sadness
+""".replace("\n", "|").strip("|").split("|"))
+# Variants by spelling that are still a different tag in the release's vocabulary.
+NOT_FOLDED = frozenset({"noise", "noises", "rhythmic", "major key", "minor key", "recorded", "scratch", "handclap"})
+
+
+def _is_variant(form: str, canonical: str) -> bool:
+    """Same word up to separators, or a shared stem: a common prefix of 4+ letters missing at most 3 letters of
+    the shorter word (reverb / reverberation, drum / drumming, loud / loudly; not home / household)."""
+    a, b = form.replace("-", "").replace(" ", ""), canonical.replace("-", "").replace(" ", "")
+    if a == b:
+        return True
+    prefix = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        prefix += 1
+    return prefix >= 4 and prefix >= min(len(a), len(b)) - 3
+
+
+def _build_folds() -> dict[str, tuple[str, str]]:
+    folds = {}
+    for form, (canonical, aspect) in FORMS.items():
+        if form in NOT_FOLDED:
+            continue
+        if form == canonical or form in TRUE_SYNONYM_FORMS or _is_variant(form, canonical):
+            folds[form] = (canonical, aspect)
+    return folds
+
+
+# form -> (canonical, aspect) for the folds the open-vocabulary extractor applies.
+FOLDS = _build_folds()

@@ -1,6 +1,7 @@
-"""The offline tag extractor: deterministic tags from caption text, no model needed.
+"""The lexicon tag extractor: deterministic tags from caption text, no model needed.
 
-Place in the flow: extract (``--backend offline``, the default). Caption words are lowercased, lemmatised by a
+Place in the flow: extract (``--backend lexicon``; the default ``offline`` backend is the open-vocabulary extractor
+in curation/extraction/open_vocab.py, which uses this module's lexicon only to fold variants). Caption words are lowercased, lemmatised by a
 few suffix rules (plural -s/-es/-ies, -ing, -ed, possessive 's) and matched, two-word phrases first, against the
 audio lexicon (curation/extraction/lexicon.py, synonyms already collapsed) and then, optionally, against the
 corpus's current tag vocabulary. Labels come in the paper's aspect order (scene, sources, events, traits,

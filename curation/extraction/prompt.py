@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from curation.errors import UtsError
@@ -64,7 +65,10 @@ class ParsedLabels:
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
-_NON_LABEL_CHARS = re.compile(r"[^a-z0-9\- ]+")
+# Characters kept in a label: letters, combining marks and digits of any script ('café', 'música', Devanagari
+# vowel signs), '-' and the space that later becomes '-'; everything else (punctuation, symbols, the reserved ';')
+# splits words.
+_LABEL_CHAR_CATEGORIES = frozenset("LMN")
 
 
 def parse_labels(answer: str | None) -> ParsedLabels:
@@ -109,8 +113,9 @@ def parse_labels(answer: str | None) -> ParsedLabels:
 
 def normalise_label(text: str) -> tuple[str | None, str]:
     """(label, "") or (None, why): the tag spelling rule (normalize_tag), then inner spaces/underscores -> '-',
-    at most 3 words."""
-    cleaned = _NON_LABEL_CHARS.sub(" ", normalize_tag(text).replace("_", " "))
+    at most 3 words; letters of every script survive ('café'), other symbols split words."""
+    cleaned = "".join(c if c in "- " or unicodedata.category(c)[0] in _LABEL_CHAR_CATEGORIES else " "
+                      for c in normalize_tag(text).replace("_", " "))
     words = [w for w in re.split(r"[\s]+", cleaned) if w]
     words = [w.strip("-") for w in words if w.strip("-")]
     if not words:

@@ -141,20 +141,21 @@ def test_killed_job_restarts_where_it_stopped_and_asks_nothing_twice(tmp_path):
     con.close()
 
 
-def test_cli_contract_offline_backend(db_path, tmp_path, capsys):
+def test_cli_contract_lexicon_backend(db_path, tmp_path, capsys):
+    # The lexicon extractor is no longer the default (issue 14: the open-vocabulary one is): named here each time.
     con = store.connect(db_path)
     _ingest_captions(con, tmp_path, ["Two dogs are barking loudly in a small room", "A woman talks as water pours",
                                      "The weather report", "", "Birds chirping outdoors with wind blowing"])
     con.close()
-    assert cli_main(["extract-tags", "--db", str(db_path), "--backend", "offline", "--limit", "2",
+    assert cli_main(["extract-tags", "--db", str(db_path), "--backend", "lexicon", "--limit", "2",
                      "--no-progress"]) == 0
     first = capsys.readouterr().out
     assert "done 2, failed 0, skipped 0" in first
-    assert cli_main(["extract-tags", "--db", str(db_path), "--no-progress", "--json"]) == 0
+    assert cli_main(["extract-tags", "--db", str(db_path), "--backend", "lexicon", "--no-progress", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     # The empty caption is not eligible; "The weather report" holds no audio term: a recorded failure.
     assert (report["done"], report["failed"], report["skipped"], report["not_eligible"]) == (1, 1, 2, 1)
-    assert cli_main(["extract-tags", "--db", str(db_path), "--no-progress", "--force"]) == 0
+    assert cli_main(["extract-tags", "--db", str(db_path), "--backend", "lexicon", "--no-progress", "--force"]) == 0
     assert "done 3, failed 1, skipped 0" in capsys.readouterr().out
     con = store.connect(db_path, read_only=True)
     tags = _tags_by_clip(con, "offline:lexicon-v1")
