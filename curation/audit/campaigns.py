@@ -88,7 +88,9 @@ def stratified_sample(frame: pd.DataFrame, sample_size: int, seed: int) -> pd.Da
 
 
 def create_campaign(con: duckdb.DuckDBPyConnection, name: str, *, sample_size: int, by: str,
-                    annotators_per_clip: int = 2, seed: int = 0) -> int:
+                    annotators_per_clip: int = 2, seed: int = 0, suspects_of_run: str | None = None) -> int:
+    """``suspects_of_run``: the "suspects first" strategy: the clips that run's model audit disputes most come
+    first (curation/audit/model_audit.py), a stratified sample of the rest fills the campaign."""
     by = permissions.authorize("campaign", by)
     if not name.strip():
         raise AuditError("a campaign needs a name")
@@ -102,10 +104,16 @@ def create_campaign(con: duckdb.DuckDBPyConnection, name: str, *, sample_size: i
     if frame.empty:
         raise AuditError("no tagged clips to audit: ingest a tagged corpus first")
     frame["stratum"] = _strata(con, frame)
-    sample = stratified_sample(frame, sample_size, seed)
+    if suspects_of_run is None:
+        sample = stratified_sample(frame, sample_size, seed)
+    else:
+        from curation.audit.model_audit import suspects_first_sample
+
+        sample = suspects_first_sample(con, frame, sample_size, seed, suspects_of_run)
     design = {"strata": "domain x source x frequency band of the clip's rarest canonical tag",
               "band_edges": list(FREQUENCY_BAND_EDGES), "allocation": "equal, remainder shared",
-              "strata_counts": sample["stratum"].value_counts().sort_index().to_dict()}
+              "strata_counts": sample["stratum"].value_counts().sort_index().to_dict(),
+              "strategy": "stratified" if suspects_of_run is None else f"suspects first (run {suspects_of_run})"}
     with store_audit.WRITE_LOCK, store.transaction(con):  # the new campaign_id is max + 1: one creator at a time
         return store_audit.insert_campaign(
             con, name=name.strip(), by=by.strip(), sample_size=len(sample), annotators_per_clip=annotators_per_clip,

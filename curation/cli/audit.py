@@ -24,6 +24,9 @@ def add_commands(commands, db_argument) -> None:
     create.add_argument("--annotators", type=int, default=2, help="annotators per clip (default 2)")
     create.add_argument("--seed", type=int, default=0)
     create.add_argument("--by", required=True, help="who creates it")
+    create.add_argument("--suspects-of", metavar="RUN_ID", default=None,
+                        help="suspects first: the clips this run's model audit disputes most come first "
+                             "(python -m curation model-audit), a stratified sample fills the rest")
     reference = audit_actions.add_parser(
         "import-reference", help="automatic verdicts from reference labels (CSV: ytid, start_s, "
                                  "audioset_label_ids, gama_caption) and the AudioSet ontology")
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
             from curation.audit.campaigns import create_campaign
 
             campaign_id = create_campaign(con, args.name, sample_size=args.size, by=args.by,
-                                          annotators_per_clip=args.annotators, seed=args.seed)
+                                          annotators_per_clip=args.annotators, seed=args.seed,
+                                          suspects_of_run=args.suspects_of)
             print(f"campaign #{campaign_id} {args.name!r}: {args.size} clips x {args.annotators} annotators")
         elif args.audit_action == "import-reference":
             from curation.audit.reference import import_reference_audit

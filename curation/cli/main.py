@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from curation.cli import admin, audit, corpus, extraction, runs, vocabulary
+from curation.cli import admin, audit, corpus, extraction, model_audit, runs, vocabulary
 from curation.errors import UtsError
 
 # In the order `--help` lists them: the flow, then administration.
-FAMILIES = (corpus, vocabulary, audit, extraction, runs, admin)
+FAMILIES = (corpus, vocabulary, audit, extraction, runs, model_audit, admin)
 
 
 def _db_argument(parser: argparse.ArgumentParser) -> None:

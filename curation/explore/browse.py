@@ -27,6 +27,7 @@ import pandas as pd
 from curation.errors import UtsError
 from curation.ingest import text_index
 from curation.store import browse as store_browse
+from curation.store import model_audit as store_model_audit
 from curation.vocabulary.decisions import CurationState
 from curation.vocabulary.ranking import VocabularyView
 
@@ -56,6 +57,8 @@ class BrowseFilters:
     no_tag_at_k: int | None = None  # only clips that keep no canonical tag in the top K of the view's ranking
     audited: bool | None = None  # True: some audit slot of the clip was submitted; False: none was
     audio_ok: bool | None = None  # True: audio found at ingest; False: missing
+    disputed_by_run: str | None = None  # only clips where this run's model audit disputes a tag (model-audit)
+    disputed_tag: str | None = None  # with disputed_by_run: only clips where it disputes this (canonical) tag
 
     def __post_init__(self) -> None:
         # Tuples so that filters stay hashable (Streamlit caches and session state key on them).
@@ -146,6 +149,9 @@ def browse_page(con: duckdb.DuckDBPyConnection, filters: BrowseFilters, *, view:
         keys = row_keys[_canonical_mask(view, state, filters.canonical_tags, filters.tag_mode)]
     if filters.no_tag_at_k is not None:
         keys = _intersect(keys, row_keys[view.best_rank > int(filters.no_tag_at_k)])
+    if filters.disputed_by_run is not None:
+        disputed = store_model_audit.disputed_clip_keys(con, filters.disputed_by_run, tag=filters.disputed_tag)
+        keys = _intersect(keys, np.asarray(disputed, dtype=row_keys.dtype))
     literals: tuple[str, ...] = ()
     if filters.text.strip():
         query = text_index.parse_query(con, filters.text)

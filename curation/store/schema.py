@@ -192,6 +192,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             position INTEGER PRIMARY KEY, label VARCHAR NOT NULL, source VARCHAR NOT NULL,
             seeded_by VARCHAR NOT NULL, seeded_at TIMESTAMPTZ NOT NULL)""",
     )),
+    Migration(14, "model-based audit: out-of-sample tag probabilities per run, clip and tag; suspects; per-tag "
+                  "estimates", (
+        # One row per run audited (a new audit of the run replaces all of its rows in one transaction).
+        """CREATE TABLE model_audits (
+            run_id VARCHAR PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL, folds INTEGER NOT NULL,
+            features VARCHAR NOT NULL, method VARCHAR NOT NULL, scores_file VARCHAR NOT NULL,
+            n_clips INTEGER NOT NULL, n_tags INTEGER NOT NULL, stored_pairs BIGINT NOT NULL,
+            omitted_pairs BIGINT NOT NULL, min_stored_probability DOUBLE NOT NULL, unknown_clips INTEGER NOT NULL,
+            seconds DOUBLE)""",
+        # Out-of-sample P(tag | clip) from a head that never saw the clip. Every asserted pair is kept; an
+        # unasserted pair only above min_stored_probability (the rest are counted in model_audits.omitted_pairs and
+        # stay in the run's oos_scores.npz): 400k clips x 800 tags would otherwise be 320M rows of near-zeros.
+        """CREATE TABLE model_audit_scores (
+            run_id VARCHAR NOT NULL, clip_key INTEGER NOT NULL, tag VARCHAR NOT NULL, asserted BOOLEAN NOT NULL,
+            probability DOUBLE NOT NULL, fold INTEGER NOT NULL, PRIMARY KEY (run_id, clip_key, tag))""",
+        """CREATE TABLE model_audit_suspects (
+            run_id VARCHAR NOT NULL, clip_key INTEGER NOT NULL, tag VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL CHECK (kind IN ('hallucination', 'miss')), score DOUBLE NOT NULL,
+            rank INTEGER NOT NULL, PRIMARY KEY (run_id, clip_key, tag))""",
+        """CREATE TABLE model_audit_tags (
+            run_id VARCHAR NOT NULL, tag VARCHAR NOT NULL, asserted INTEGER NOT NULL, omitted INTEGER NOT NULL,
+            threshold_asserted DOUBLE, threshold_omitted DOUBLE, hallucinations INTEGER NOT NULL,
+            misses INTEGER NOT NULL, mean_probability_asserted DOUBLE, estimated_precision DOUBLE,
+            PRIMARY KEY (run_id, tag))""",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -1,0 +1,405 @@
+"""Model-based audit: the run's encoder disputes the captioner's tags (confident learning on out-of-sample scores).
+
+Place in the flow: a finished run (curation/runs) -> ``python -m training.oos_scores`` (started here as a
+subprocess: the library imports no torch) writes RUN_DIR/model_audit/oos_scores.npz, every clip of the run's
+export scored by a head that never saw that clip -> (this module) per-tag confident-learning thresholds, suspects
+and the model's estimate of the captioner's precision -> store/model_audit.py -> ``python -m curation model-audit``
+(and, beside an audit campaign, ``precision_comparison``).
+
+The method is confident learning (Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in Dataset
+Labels", JAIR 2021; cleanlab's multi-label ``find_label_issues`` treats each tag as its own binary problem). It is
+written here, not imported: cleanlab is AGPL-3.0. Per tag j, with p = P(tag j | clip) out of sample:
+
+- t_asserted[j] = mean p over the clips the captioner tagged j; t_omitted[j] = mean (1 - p) over the others
+  (per-class average self-confidence: a rare tag's thresholds sit where its own scores sit, so frequent and rare
+  tags compare fairly);
+- a tag asserted on a clip is a suspected **hallucination** when 1 - p >= t_omitted[j] and the clip is not at
+  least as confidently "asserted" (p >= t_asserted[j] with p > 1 - p); a tag not asserted is a suspected **miss**
+  when p >= t_asserted[j] and not as confidently "omitted". This is the binary confident joint's off-diagonal;
+- a suspect's score is 1 - self-confidence (1 - p for a hallucination, p for a miss: the out-of-sample probability
+  that the captioner's assertion or omission is wrong; cleanlab's default "self_confidence" ranking);
+- the captioner's precision on tag j as the model sees it: 1 - hallucinations / asserted (the confident joint's
+  estimate), beside the mean p over asserted clips.
+
+What it can find, and what it cannot (measured in bench/model_audit_eval.py, README "Model-based audit"): a bias
+that fires at random on a minority of the clips where it applies (e.g. "reverb" asserted on some dry music) leaves
+the audio unexplained by the label, and the cross-fitted head disputes it; a systematic bias (a child's voice
+always called "female") is learned from the biased labels themselves, and the model agrees with the captioner.
+
+Example::
+
+    audit = run_model_audit(con, "r1", folds=5)
+    audit.suspects.head()          # clip_id, tag, kind, score, best first
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from curation import store
+from curation.errors import UtsError
+from curation.store import model_audit as store_model_audit
+from curation.store import runs as store_runs
+
+FEATURE_KINDS = ("encoder", "fbank", "both")
+SCORES_DIR = "model_audit"
+SCORES_FILE = "oos_scores.npz"
+META_FILE = "oos_scores.json"
+# Unasserted (clip, tag) pairs below this out-of-sample probability are not stored in DuckDB (counted; they stay in
+# the run's oos_scores.npz). Suspects are always stored.
+MIN_STORED_PROBABILITY = 0.05
+KINDS = ("hallucination", "miss")
+
+
+class ModelAuditError(UtsError, ValueError):
+    """A model-based audit cannot run: unknown or unfinished run, missing export, unreadable scores file."""
+
+
+@dataclass(frozen=True)
+class OosScores:
+    clip_ids: list[str]
+    labels: list[str]        # tag per column (the export's label map, id order)
+    scores: np.ndarray       # (clips, tags) float: out-of-sample P(tag | clip)
+    targets: np.ndarray      # (clips, tags) bool: the captioner asserted the tag (the export's labels)
+    folds: np.ndarray        # (clips,) the fold each clip was held out in
+    meta: dict               # oos_scores.json: run, export, features, folds, method, seconds
+
+
+@dataclass(frozen=True)
+class ModelAudit:
+    run_id: str
+    meta: dict
+    suspects: pd.DataFrame   # clip_id, tag, kind, score, best first
+    tags: pd.DataFrame       # per tag: thresholds, counts, estimated precision
+    unknown_clips: int       # export clips the database does not hold (scored, not stored)
+    reused_scores: bool      # the run's oos_scores were already there with the same settings
+
+
+# ------------------------------------------------------------------------------------------- confident learning
+
+def confident_thresholds(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per tag: (t_asserted, t_omitted) = mean p over asserted clips, mean (1 - p) over the others; NaN where a
+    tag has no asserted (or no unasserted) clip, so that nothing is flagged against an undefined threshold."""
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets, dtype=bool)
+    if scores.shape != targets.shape or scores.ndim != 2:
+        raise ModelAuditError(f"scores {scores.shape} and targets {targets.shape}: expected two matrices of the same "
+                              "(clips, tags) shape")
+    n_pos = targets.sum(0)
+    n_neg = (~targets).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_asserted = np.where(n_pos > 0, (scores * targets).sum(0) / n_pos, np.nan)
+        t_omitted = np.where(n_neg > 0, ((1 - scores) * ~targets).sum(0) / n_neg, np.nan)
+    return t_asserted, t_omitted
+
+
+def suspect_mask(scores: np.ndarray, targets: np.ndarray, t_asserted: np.ndarray,
+                 t_omitted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hallucination, miss) boolean matrices: the off-diagonal of each tag's binary confident joint."""
+    p = np.asarray(scores, dtype=np.float64)
+    asserted = np.asarray(targets, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        confident_yes = p >= t_asserted[None, :]
+        confident_no = (1 - p) >= t_omitted[None, :]
+    hallucination = asserted & confident_no & (~confident_yes | ((1 - p) > p))
+    miss = ~asserted & confident_yes & (~confident_no | (p > (1 - p)))
+    return hallucination, miss
+
+
+def find_suspects(scores: np.ndarray, targets: np.ndarray, clip_ids: list[str], labels: list[str]) -> pd.DataFrame:
+    """clip_id, tag, kind, score of every suspected hallucination and miss, best first (score descending; ties
+    by tag then clip id, so the order is reproducible)."""
+    t_asserted, t_omitted = confident_thresholds(scores, targets)
+    hallucination, miss = suspect_mask(scores, targets, t_asserted, t_omitted)
+    rows_h, cols_h = np.nonzero(hallucination)
+    rows_m, cols_m = np.nonzero(miss)
+    p = np.asarray(scores, dtype=np.float64)
+    frame = pd.DataFrame({
+        "clip_id": np.asarray(clip_ids, dtype=object)[np.r_[rows_h, rows_m]] if len(clip_ids) else [],
+        "tag": np.asarray(labels, dtype=object)[np.r_[cols_h, cols_m]] if len(labels) else [],
+        "kind": ["hallucination"] * len(rows_h) + ["miss"] * len(rows_m),
+        "score": np.r_[1 - p[rows_h, cols_h], p[rows_m, cols_m]],
+    })
+    frame = frame.sort_values(["score", "tag", "clip_id"], ascending=[False, True, True], kind="mergesort")
+    return frame.reset_index(drop=True)
+
+
+def tag_estimates(scores: np.ndarray, targets: np.ndarray, labels: list[str], suspects: pd.DataFrame) -> pd.DataFrame:
+    """Per tag: asserted / omitted clips, both thresholds, hallucinations and misses flagged, the mean
+    out-of-sample p over asserted clips, and estimated_precision = 1 - hallucinations / asserted."""
+    t_asserted, t_omitted = confident_thresholds(scores, targets)
+    targets = np.asarray(targets, dtype=bool)
+    asserted = targets.sum(0)
+    counts = suspects.groupby(["tag", "kind"]).size().unstack(fill_value=0) if not suspects.empty else pd.DataFrame()
+    hall = counts["hallucination"] if "hallucination" in counts else pd.Series(dtype=int)
+    miss = counts["miss"] if "miss" in counts else pd.Series(dtype=int)
+    frame = pd.DataFrame({
+        "tag": labels, "asserted": asserted.astype(int), "omitted": (len(targets) - asserted).astype(int),
+        "threshold_asserted": t_asserted, "threshold_omitted": t_omitted,
+        "hallucinations": [int(hall.get(t, 0)) for t in labels], "misses": [int(miss.get(t, 0)) for t in labels],
+        "mean_probability_asserted": t_asserted,
+    })
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["estimated_precision"] = np.where(asserted > 0, 1 - frame["hallucinations"] / np.maximum(asserted, 1),
+                                                np.nan)
+    return frame
+
+
+# ------------------------------------------------------------------------------------------ scores of a run
+
+def scores_path(run_dir: Path) -> Path:
+    return Path(run_dir) / SCORES_DIR / SCORES_FILE
+
+
+def read_oos_scores(run_dir: Path) -> OosScores:
+    """Read RUN_DIR/model_audit/oos_scores.{npz,json} and check that their shapes agree."""
+    path = scores_path(run_dir)
+    meta_path = path.with_name(META_FILE)
+    if not path.is_file() or not meta_path.is_file():
+        raise ModelAuditError(f"{path}: no out-of-sample scores; expected the files python -m training.oos_scores "
+                              f"writes (run: python -m training.oos_scores --run {run_dir})")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in ("clip_ids", "labels", "scores", "targets", "folds")}
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelAuditError(f"{path}: unreadable out-of-sample scores ({type(exc).__name__}: {exc}); expected "
+                              "arrays clip_ids, labels, scores, targets, folds (recompute with --recompute)") from None
+    n, k = len(arrays["clip_ids"]), len(arrays["labels"])
+    for name in ("scores", "targets"):
+        if arrays[name].shape != (n, k):
+            raise ModelAuditError(f"{path}: field '{name}' has shape {arrays[name].shape}; expected ({n}, {k}) "
+                                  "(clips x tags); recompute with --recompute")
+    scores = arrays["scores"].astype(np.float64)
+    if n and (not np.isfinite(scores).all() or scores.min() < 0 or scores.max() > 1):
+        raise ModelAuditError(f"{path}: field 'scores' holds values outside [0, 1]; expected probabilities")
+    return OosScores([str(c) for c in arrays["clip_ids"]], [str(t) for t in arrays["labels"]], scores,
+                     arrays["targets"].astype(bool), arrays["folds"].astype(int), {**meta, "scores_file": str(path)})
+
+
+def compute_oos_scores(run_dir: Path, *, folds: int, features: str = "both", device: str = "cpu",
+                       python: str | None = None) -> dict:
+    """Run ``python -m training.oos_scores`` on the run directory (torch stays out of this process)."""
+    command = [python or sys.executable, "-m", "training.oos_scores", "--run", str(run_dir), "--folds", str(folds),
+               "--features", features, "--device", device]
+    result = subprocess.run(command, cwd=store.PROJECT_ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+        raise ModelAuditError(f"{run_dir}: computing out-of-sample scores failed (exit {result.returncode}): {tail}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _scores_current(run_dir: Path, folds: int, features: str) -> bool:
+    meta_path = scores_path(run_dir).with_name(META_FILE)
+    if not scores_path(run_dir).is_file() or not meta_path.is_file():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if meta.get("folds") != folds or meta.get("features") != features:
+        return False
+    checkpoint = Path(run_dir) / "checkpoints" / "last.pt"
+    # Scores made from an older checkpoint of this run (it was resumed and trained on) are stale.
+    return features == "fbank" or not checkpoint.is_file() or checkpoint.stat().st_mtime <= meta_path.stat().st_mtime
+
+
+def _run_dir(con: duckdb.DuckDBPyConnection, run_id: str) -> Path:
+    run = store_runs.get_run(con, run_id)
+    if run is None:
+        known = store_runs.runs_frame(con)["run_id"].tolist()
+        raise ModelAuditError(f"--run {run_id}: no such run; known runs: {', '.join(known[:10]) or 'none'} "
+                              "(import a run directory with python -m curation runs import RUN_DIR)")
+    if run["state"] != "finished":
+        raise ModelAuditError(f"--run {run_id}: the run is {run['state']}; expected a finished run (its final "
+                              "checkpoint is what scores the clips)")
+    run_dir = Path(run["run_dir"])
+    if not (run_dir / "config.json").is_file():
+        raise ModelAuditError(f"{run_dir}: the run directory of {run_id} is not here (no config.json); expected "
+                              "the folder the run wrote")
+    return run_dir
+
+
+def run_model_audit(con: duckdb.DuckDBPyConnection, run_id: str, *, folds: int = 5, features: str = "both",
+                    device: str = "cpu", recompute: bool = False) -> ModelAudit:
+    """Score (or reuse the scores of) a finished run, find suspects, store everything for the run (replacing a
+    previous audit of it, in one transaction) and return them."""
+    if folds < 2:
+        raise ModelAuditError(f"--folds {folds}: expected at least 2 (each clip is scored by a head fitted without it)")
+    if features not in FEATURE_KINDS:
+        raise ModelAuditError(f"--features {features}: expected one of {', '.join(FEATURE_KINDS)}")
+    run_dir = _run_dir(con, run_id)
+    reused = not recompute and _scores_current(run_dir, folds, features)
+    if not reused:
+        compute_oos_scores(run_dir, folds=folds, features=features, device=device)
+    oos = read_oos_scores(run_dir)
+    return store_audit_of(con, run_id, oos, reused=reused)
+
+
+def store_audit_of(con: duckdb.DuckDBPyConnection, run_id: str, oos: OosScores, *, reused: bool = False) -> ModelAudit:
+    """Suspects and per-tag estimates from ``oos``, stored for ``run_id`` (one transaction)."""
+    suspects = find_suspects(oos.scores, oos.targets, oos.clip_ids, oos.labels)
+    tags = tag_estimates(oos.scores, oos.targets, oos.labels, suspects)
+    keys = store_model_audit.clip_keys(con, oos.clip_ids)
+    key_of = dict(zip(keys["clip_id"], keys["clip_key"].astype(int)))
+    known_rows = np.array([i for i, c in enumerate(oos.clip_ids) if c in key_of], dtype=int)
+    unknown = len(oos.clip_ids) - len(known_rows)
+    suspects = suspects[suspects["clip_id"].isin(key_of)].reset_index(drop=True)
+    row_of = {c: i for i, c in enumerate(oos.clip_ids)}
+    col_of = {t: j for j, t in enumerate(oos.labels)}
+    keep = oos.targets | (oos.scores >= MIN_STORED_PROBABILITY)
+    keep[[row_of[c] for c in suspects["clip_id"]], [col_of[t] for t in suspects["tag"]]] = True
+    rows, cols = np.nonzero(keep[known_rows])
+    rows = known_rows[rows]
+    key_of_row = np.array([key_of.get(c, -1) for c in oos.clip_ids], dtype=np.int64)
+    scores_rows = pd.DataFrame({
+        "clip_key": key_of_row[rows], "tag": np.asarray(oos.labels, dtype=object)[cols],
+        "asserted": oos.targets[rows, cols], "probability": oos.scores[rows, cols],
+        "fold": oos.folds[rows].astype(int)})
+    suspect_rows = suspects.assign(clip_key=[key_of[c] for c in suspects["clip_id"]],
+                                   rank=np.arange(1, len(suspects) + 1))
+    audit = {"folds": int(oos.meta.get("folds", 0)), "features": str(oos.meta.get("features", "")),
+             "method": str(oos.meta.get("method", "")), "scores_file": str(oos.meta.get("scores_file", "")),
+             "n_clips": len(oos.clip_ids), "n_tags": len(oos.labels), "stored_pairs": len(scores_rows),
+             "omitted_pairs": len(known_rows) * len(oos.labels) - len(scores_rows),
+             "min_stored_probability": MIN_STORED_PROBABILITY, "unknown_clips": unknown,
+             "seconds": oos.meta.get("seconds")}
+    with store.transaction(con):
+        store_model_audit.replace_audit(con, run_id, audit, scores_rows, suspect_rows, tags)
+    return ModelAudit(run_id=run_id, meta=oos.meta, suspects=suspects[["clip_id", "tag", "kind", "score"]],
+                      tags=tags, unknown_clips=unknown, reused_scores=reused)
+
+
+def suspects_records(suspects: pd.DataFrame, limit: int | None = None) -> list[dict]:
+    """The CLI contract: [{"clip_id", "tag", "kind", "score"}] best first."""
+    frame = suspects if limit is None else suspects.head(limit)
+    return [{"clip_id": str(r.clip_id), "tag": str(r.tag), "kind": str(r.kind), "score": round(float(r.score), 6)}
+            for r in frame.itertuples(index=False)]
+
+
+def precision_comparison(con: duckdb.DuckDBPyConnection, run_id: str, campaign: str | int) -> pd.DataFrame:
+    """Per tag: the model's estimate of the captioner's precision beside the audited precision and its Wilson
+    interval (curation/audit/stats.py), and whether the estimate lies inside the interval (agrees). Tags the
+    campaign did not judge keep NaN audit columns."""
+    from curation.audit.report import campaign_report
+
+    tags = store_model_audit.tags_frame(con, run_id)
+    if tags.empty:
+        raise ModelAuditError(f"--run {run_id}: no model audit stored; run python -m curation model-audit --run "
+                              f"{run_id} first")
+    precision = campaign_report(con, campaign).precision
+    merged = tags[["tag", "asserted", "hallucinations", "estimated_precision", "mean_probability_asserted"]].merge(
+        precision[["tag", "judged", "precision", "precision_low", "precision_high"]], on="tag", how="left")
+    merged = merged.rename(columns={"precision": "audited_precision"})
+    judged = merged["judged"].fillna(0) > 0
+    merged["agrees"] = np.where(judged, (merged["estimated_precision"] >= merged["precision_low"])
+                                & (merged["estimated_precision"] <= merged["precision_high"]), None)
+    return merged
+
+
+# ------------------------------------------------------------------------ evaluation against a known truth (demo)
+
+def _ranked_metrics(scores: np.ndarray, truth: np.ndarray, flagged: np.ndarray, n: int) -> dict:
+    """Precision / recall at n of a score ranking (ties broken by position, i.e. stable), of the flagged set,
+    and what a random order gives in expectation."""
+    candidates = len(scores)
+    planted = int(truth.sum())
+    order = np.argsort(-scores, kind="stable")
+    n = min(n, candidates)
+    hits = int(truth[order[:n]].sum())
+    n_flagged = int(flagged.sum())
+    flagged_hits = int((flagged & truth).sum())
+    prevalence = planted / candidates if candidates else float("nan")
+    return {"candidates": candidates, "planted": planted, "n": n,
+            "precision_at_n": hits / n if n else float("nan"),
+            "recall_at_n": hits / planted if planted else float("nan"),
+            "random_precision_at_n": prevalence,
+            "random_recall_at_n": n / candidates if candidates else float("nan"),
+            "flagged": n_flagged, "flagged_precision": flagged_hits / n_flagged if n_flagged else float("nan"),
+            "flagged_recall": flagged_hits / planted if planted else float("nan")}
+
+
+def evaluate_planted_biases(oos: OosScores, truth_rows, biases, concept_of_tag, n: int | None = None) -> pd.DataFrame:
+    """For each planted captioner bias (``biases``: objects with name, kind, tag; ``truth_rows``: clip_id,
+    true_tags, caption_tags, applied_biases per clip; ``concept_of_tag``: export label -> concept or None), how
+    well the out-of-sample scores find the clips it fired on, against a random order of the same candidates.
+
+    A hallucination (or the asserted half of a confusion) of concept C is looked for among the clips whose
+    export labels assert C, ranked by 1 - p (max over C's labels) and flagged when any of C's labels is a
+    confident-learning hallucination suspect; an omission (or the dropped half of a confusion: 'child' for
+    child_called_female, 'siren' for siren_called_alarm) among the clips that do not assert C, ranked by p.
+    ``n``: the cut-off (default: the number of planted cases, where precision = recall). Concepts the export's
+    labels do not cover are reported with 0 candidates."""
+    truth = {str(r[0]): (set(r[1]), set(r[3])) for r in truth_rows}
+    rows = [i for i, c in enumerate(oos.clip_ids) if c in truth]
+    t_asserted, t_omitted = confident_thresholds(oos.scores, oos.targets)
+    hallucination, miss = suspect_mask(oos.scores, oos.targets, t_asserted, t_omitted)
+    concepts = [concept_of_tag(t) for t in oos.labels]
+    # The concept a confusion drops (its true concept), from the bias's own description of the swap.
+    dropped = {"child_called_female": "child", "siren_called_alarm": "siren"}
+    out = []
+    for bias in biases:
+        looks = [(bias.tag, "hallucination" if bias.kind in ("hallucination", "confusion") else "miss")]
+        if bias.name in dropped:
+            looks.append((dropped[bias.name], "miss"))
+        for concept, kind in looks:
+            cols = [j for j, c in enumerate(concepts) if c == concept]
+            record = {"bias": bias.name, "bias_kind": bias.kind, "concept": concept, "looked_for": kind,
+                      "labels": ",".join(oos.labels[j] for j in cols)}
+            if not cols:
+                out.append({**record, **_ranked_metrics(np.zeros(0), np.zeros(0, bool), np.zeros(0, bool), 0)})
+                continue
+            asserted = oos.targets[np.ix_(rows, cols)].any(1)
+            fired = np.array([bias.name in truth[oos.clip_ids[i]][1] for i in rows])
+            if kind == "hallucination":
+                keep = asserted
+                score = (1 - np.where(oos.targets[np.ix_(rows, cols)], oos.scores[np.ix_(rows, cols)], 1.0)).max(1)
+                flagged = hallucination[np.ix_(rows, cols)].any(1)
+                planted = fired & np.array([concept not in truth[oos.clip_ids[i]][0] for i in rows])
+            else:
+                keep = ~asserted
+                score = oos.scores[np.ix_(rows, cols)].max(1)
+                flagged = miss[np.ix_(rows, cols)].any(1)
+                planted = fired & np.array([concept in truth[oos.clip_ids[i]][0] for i in rows])
+            planted_in = planted[keep]
+            metrics = _ranked_metrics(score[keep], planted_in, flagged[keep],
+                                      n if n is not None else max(int(planted_in.sum()), 1))
+            out.append({**record, **metrics})
+    return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------ audits aimed where they matter
+
+def suspects_first_sample(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, sample_size: int, seed: int,
+                          run_id: str) -> pd.DataFrame:
+    """An audit sample that starts with the clips the model disputes most (in the order of each clip's best
+    suspect, so the first clips in the queue are the strongest disputes), then, if the suspects do not fill it,
+    a stratified sample of the other clips (``campaigns.stratified_sample``). ``frame``: the campaign's sampling
+    frame with its ``stratum`` column; the suspects' stratum is ``model suspect (<run>)``.
+
+    Precision measured on such a sample describes the disputed clips, not the corpus: the campaign's design
+    records the strategy so that reports can say so."""
+    from curation.audit.campaigns import AuditError, stratified_sample
+
+    if store_model_audit.audit_row(con, run_id) is None:
+        raise AuditError(f"run {run_id!r} has no model audit; run python -m curation model-audit --run {run_id} "
+                         "first (or choose the stratified strategy)")
+    suspects = store_model_audit.suspects_frame(con, run_id)
+    ordered_keys = list(dict.fromkeys(int(k) for k in suspects["clip_key"]))
+    by_key = frame.set_index("clip_key", drop=False)
+    ordered_keys = [k for k in ordered_keys if k in by_key.index][:sample_size]
+    first = by_key.loc[ordered_keys].reset_index(drop=True).assign(stratum=f"model suspect ({run_id})")
+    rest = frame[~frame["clip_key"].isin(ordered_keys)]
+    if len(first) < sample_size and not rest.empty:
+        filler = stratified_sample(rest.reset_index(drop=True), sample_size - len(first), seed).drop(
+            columns="position")
+        first = pd.concat([first, filler], ignore_index=True)
+    first["position"] = np.arange(1, len(first) + 1)
+    return first

@@ -1,0 +1,69 @@
+"""``python -m curation model-audit``: the trained encoder audits the captioner (suspect tags, best first).
+
+Scores every clip of a finished run's export out of sample (k-fold cross-fitting, ``training.oos_scores``; reused
+when the run already has scores with the same settings), flags suspected hallucinations and misses with per-tag
+confident-learning thresholds (curation/audit/model_audit.py) and stores them for the run.
+
+Example::
+
+    python -m curation model-audit --db data/uts.duckdb --run mtc_tiny_k50 --folds 5 --json
+    # [{"clip_id": "demo-000123", "tag": "reverb", "kind": "hallucination", "score": 0.93}, ...]
+    python -m curation model-audit --db data/uts.duckdb --run mtc_tiny_k50 --campaign pilot   # beside an audit
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+COMMANDS = ("model-audit",)
+
+
+def add_commands(commands, db_argument) -> None:
+    audit = commands.add_parser("model-audit", help="out-of-sample scores of a finished run dispute the captioner's "
+                                                    "tags: suspected hallucinations and misses, best first")
+    db_argument(audit)
+    audit.add_argument("--run", required=True, help="run id (a finished run, see: python -m curation runs list)")
+    audit.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default 5)")
+    audit.add_argument("--features", choices=("encoder", "fbank", "both"), default="both",
+                       help="what the held-out heads see: the run's frozen encoder's pooled frames, label-free "
+                            "log-mel statistics, or both (default: found the planted demo biases best, "
+                            "bench/model_audit_eval.py)")
+    audit.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where clips are encoded")
+    audit.add_argument("--recompute", action="store_true", help="score again even if the run has current scores")
+    audit.add_argument("--limit", type=int, default=None, help="print at most this many suspects")
+    audit.add_argument("--campaign", default=None,
+                       help="an audit campaign: print the model's precision estimate per tag beside the audited one")
+    audit.add_argument("--json", action="store_true", help='print [{"clip_id", "tag", "kind", "score"}] best first')
+
+
+def run(args: argparse.Namespace) -> int:
+    from curation import store
+    from curation.audit.model_audit import precision_comparison, run_model_audit, suspects_records
+
+    con = store.connect(args.db)
+    try:
+        audit = run_model_audit(con, args.run, folds=args.folds, features=args.features, device=args.device,
+                                recompute=args.recompute)
+        records = suspects_records(audit.suspects, args.limit)
+        if args.json and args.campaign is None:
+            print(json.dumps(records))
+            return 0
+        comparison = precision_comparison(con, args.run, args.campaign) if args.campaign is not None else None
+        if args.json:
+            print(json.dumps({"suspects": records, "precision": json.loads(comparison.to_json(orient="records"))}))
+            return 0
+        meta = audit.meta
+        kinds = audit.suspects["kind"].value_counts()
+        how = "reused" if audit.reused_scores else f"{meta.get('seconds')} s"
+        print(f"run {args.run}: {meta.get('n_clips')} clips x {meta.get('n_tags')} tags scored out of sample "
+              f"({meta.get('folds')} folds, {meta.get('features')} features, {how}); "
+              f"{int(kinds.get('hallucination', 0))} suspected hallucinations, {int(kinds.get('miss', 0))} misses"
+              + (f"; {audit.unknown_clips} export clips not in this database (not stored)" if audit.unknown_clips
+                 else ""))
+        for r in records[: args.limit or 20]:
+            print(f"  {r['score']:.3f}  {r['kind']:13s}  {r['tag']:20s}  {r['clip_id']}")
+        table = comparison if comparison is not None else audit.tags
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    finally:
+        con.close()
+    return 0

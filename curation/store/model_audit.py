@@ -1,0 +1,113 @@
+"""SQL of the model-based audit: out-of-sample scores per run, clip and tag; suspects; per-tag estimates.
+
+Place in the flow: ``curation.audit.model_audit`` (reads RUN_DIR/model_audit/oos_scores.npz, ranks suspects) ->
+here -> DuckDB tables model_audits, model_audit_scores, model_audit_suspects, model_audit_tags (migration 14 in
+store/schema.py). A run's audit is replaced as a whole, inside the caller's transaction.
+
+Example::
+
+    with transaction(con):
+        replace_audit(con, "r1", audit_row, scores, suspects, tags)
+    suspects_frame(con, "r1")
+"""
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from curation.store.schema import now_utc
+
+AUDIT_COLUMNS = ("run_id", "created_at", "folds", "features", "method", "scores_file", "n_clips", "n_tags",
+                 "stored_pairs", "omitted_pairs", "min_stored_probability", "unknown_clips", "seconds")
+SCORE_COLUMNS = ("clip_key", "tag", "asserted", "probability", "fold")
+SUSPECT_COLUMNS = ("clip_key", "tag", "kind", "score", "rank")
+TAG_COLUMNS = ("tag", "asserted", "omitted", "threshold_asserted", "threshold_omitted", "hallucinations", "misses",
+               "mean_probability_asserted", "estimated_precision")
+TABLES = ("model_audit_scores", "model_audit_suspects", "model_audit_tags", "model_audits")
+
+
+def clip_keys(con: duckdb.DuckDBPyConnection, clip_ids: list[str]) -> pd.DataFrame:
+    """clip_id, clip_key of the given ids that the store holds (one query for any number of ids)."""
+    con.register("wanted_clip_ids", pa.table({"clip_id": pa.array(clip_ids, pa.string())}))
+    try:
+        return con.execute("SELECT c.clip_id, c.clip_key FROM clips c JOIN wanted_clip_ids w USING (clip_id)").df()
+    finally:
+        con.unregister("wanted_clip_ids")
+
+
+def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, run_id: str, frame: pd.DataFrame,
+                  columns: tuple[str, ...]) -> None:
+    if frame.empty:
+        return
+    name = f"new_{table}"
+    con.register(name, pa.Table.from_pandas(frame[list(columns)], preserve_index=False))
+    try:
+        con.execute(f"INSERT INTO {table} (run_id, {', '.join(columns)}) "
+                    f"SELECT ?, {', '.join(columns)} FROM {name}", [run_id])
+    finally:
+        con.unregister(name)
+
+
+def replace_audit(con: duckdb.DuckDBPyConnection, run_id: str, audit: dict, scores: pd.DataFrame,
+                  suspects: pd.DataFrame, tags: pd.DataFrame) -> None:
+    """Delete the run's previous audit and write this one (call inside ``store.transaction``)."""
+    for table in TABLES:
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+    row = {"created_at": now_utc(), **audit, "run_id": run_id}
+    con.execute(f"INSERT INTO model_audits ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})",
+                [row.get(c) for c in AUDIT_COLUMNS])
+    _insert_frame(con, "model_audit_scores", run_id, scores, SCORE_COLUMNS)
+    _insert_frame(con, "model_audit_suspects", run_id, suspects, SUSPECT_COLUMNS)
+    _insert_frame(con, "model_audit_tags", run_id, tags, TAG_COLUMNS)
+
+
+def audit_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:
+    result = con.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM model_audits WHERE run_id = ?", [run_id])
+    rows = result.fetchall()
+    return dict(zip(AUDIT_COLUMNS, rows[0])) if rows else None
+
+
+def audited_runs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM model_audits ORDER BY created_at DESC").df()
+
+
+def suspects_frame(con: duckdb.DuckDBPyConnection, run_id: str, limit: int | None = None) -> pd.DataFrame:
+    """clip_id, clip_key, tag, kind, score, rank of the run's suspects, best first."""
+    sql = ("SELECT c.clip_id, s.clip_key, s.tag, s.kind, s.score, s.rank FROM model_audit_suspects s "
+           "JOIN clips c USING (clip_key) WHERE s.run_id = ? ORDER BY s.rank")
+    params: list = [run_id]
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return con.execute(sql, params).df()
+
+
+def tags_frame(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    return con.execute(f"SELECT {', '.join(TAG_COLUMNS)} FROM model_audit_tags WHERE run_id = ? ORDER BY tag",
+                       [run_id]).df()
+
+
+def scores_frame(con: duckdb.DuckDBPyConnection, run_id: str, clip_ids: list[str] | None = None) -> pd.DataFrame:
+    """clip_id, tag, asserted, probability, fold (optionally of some clips only)."""
+    sql = ("SELECT c.clip_id, s.tag, s.asserted, s.probability, s.fold FROM model_audit_scores s "
+           "JOIN clips c USING (clip_key) WHERE s.run_id = ?")
+    params: list = [run_id]
+    if clip_ids is not None:
+        sql += " AND c.clip_id IN (SELECT unnest(?))"
+        params.append(list(clip_ids))
+    return con.execute(sql + " ORDER BY c.clip_id, s.tag", params).df()
+
+
+def disputed_clip_keys(con: duckdb.DuckDBPyConnection, run_id: str, tag: str | None = None,
+                       kind: str | None = None) -> list[int]:
+    """Clip keys where the model disputes a tag (optionally one tag / one kind): the Browse filter's set."""
+    sql = "SELECT DISTINCT clip_key FROM model_audit_suspects WHERE run_id = ?"
+    params: list = [run_id]
+    if tag is not None:
+        sql += " AND tag = ?"
+        params.append(tag)
+    if kind is not None:
+        sql += " AND kind = ?"
+        params.append(kind)
+    return [r[0] for r in con.execute(sql + " ORDER BY clip_key", params).fetchall()]

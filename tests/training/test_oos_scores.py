@@ -1,0 +1,83 @@
+"""Out-of-sample scores (training/oos_scores.py): folds partition the clips, cross-fitting never scores a clip with
+a head that saw it (random labels stay at chance out of sample, unlike in sample), and a finished tiny run's
+export is scored into RUN_DIR/model_audit with the layout the library reads."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.errors import UsageError
+from training.oos_scores import cross_fit, fit_head_and_score, fold_of, main, score_run
+from training.pretrain import main as pretrain_main
+
+
+def test_folds_partition_the_clips_evenly_and_reproducibly():
+    ids = [f"c{i}" for i in range(23)]
+    folds = fold_of(ids, 5, seed=3)
+    assert sorted(np.bincount(folds)) == [4, 4, 5, 5, 5]
+    assert (fold_of(ids, 5, seed=3) == folds).all()
+    assert not (fold_of(ids, 5, seed=4) == folds).all()
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+def test_cross_fitted_scores_do_not_see_the_label_they_score():
+    """Random labels on random features: a head scored on its own training clips memorises them (AUC >> 0.5);
+    cross-fitted, every clip is scored by a head that never saw it, so the labels are not predictable."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 60)).astype(np.float32)
+    y = (rng.uniform(size=(120, 3)) < 0.5).astype(np.uint8)
+    everyone = np.arange(120)
+    in_sample = fit_head_and_score(x, y, everyone, everyone, seed=0, l2=0.0)
+    out_of_sample = cross_fit(x, y, fold_of([str(i) for i in range(120)], 5, 0), seed=0)
+    for j in range(3):
+        assert _auc(in_sample[:, j], y[:, j]) > 0.9
+        assert abs(_auc(out_of_sample[:, j], y[:, j]) - 0.5) < 0.15
+
+
+def test_a_learnable_tag_is_scored_well_out_of_sample():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((100, 8)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.uint8)
+    scores = cross_fit(x, y, fold_of([str(i) for i in range(100)], 4, 0), seed=0)
+    assert _auc(scores[:, 0], y[:, 0]) > 0.95
+
+
+@pytest.fixture
+def tiny_run(tiny_export, tmp_path) -> Path:
+    run = tmp_path / "run1"
+    assert pretrain_main(["--export", str(tiny_export), "--out", str(run), "--objective", "mtc", "--size", "tiny",
+                          "--steps", "2", "--device", "cpu", "--set", "max_batch_s=8", "--set", "max_clip_s=2",
+                          "--set", "num_workers=0", "--set", "val_every=2"]) == 0
+    return run
+
+
+def test_a_finished_run_is_scored_into_its_run_directory(tiny_run, capsys):
+    assert main(["--run", str(tiny_run), "--folds", "3", "--features", "both"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert (meta["folds"], meta["features"], meta["n_clips"], meta["n_tags"]) == (3, "both", 24, 4)
+    # tiny encoder: d_model 64, mean + std -> 128; fbank: 80 mel bins, mean + std -> 160
+    assert meta["feature_dim"] == 128 + 160
+    with np.load(tiny_run / "model_audit" / "oos_scores.npz") as data:
+        assert data["scores"].shape == data["targets"].shape == (24, 4)
+        assert ((data["scores"] >= 0) & (data["scores"] <= 1)).all()
+        assert list(data["labels"]) == ["tone", "low", "high", "noise"]
+        assert sorted(np.bincount(data["folds"])) == [8, 8, 8]
+        clip = list(data["clip_ids"]).index("clip-3")
+        assert list(data["targets"][clip]) == [1, 0, 1, 1]  # clip 3: tone, high (odd), noise (multiple of 3)
+    assert json.loads((tiny_run / "model_audit" / "oos_scores.json").read_text()) == meta
+
+
+def test_bad_requests_are_refused_with_the_reason(tiny_run, tmp_path, capsys):
+    with pytest.raises(UsageError, match="at least 2"):
+        score_run(tiny_run, n_folds=1, features="fbank", device="cpu")
+    with pytest.raises(UsageError, match="cannot be split"):
+        score_run(tiny_run, n_folds=25, features="fbank", device="cpu")
+    assert main(["--run", str(tmp_path / "missing"), "--features", "fbank"]) == 2
+    assert "config.json" in capsys.readouterr().err

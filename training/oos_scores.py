@@ -1,0 +1,245 @@
+"""Out-of-sample tag probabilities for every clip of a run's export: k-fold cross-fitting of the MTC head.
+
+Place in the flow: after ``training.pretrain`` (a finished run directory) -> this module writes
+RUN_DIR/model_audit/oos_scores.npz + oos_scores.json -> ``curation.audit.model_audit`` reads them, stores them per
+clip and tag and ranks suspect tags (confident learning). Training never opens the database: the clips and their
+asserted tags come from the run's export folder (config.json names it), exactly what the run trained on.
+
+Method (why this one): the MTC objective is a linear layer on the masked mean of the encoder's frames. We keep the
+run's encoder frozen, pool every clip's frames once (mean and standard deviation over time: the std adds how the
+sound changes, which a reverberant tail or a passing siren shows), and refit that linear multi-label head k times,
+each time on k-1 folds, scoring the held-out fold. So every clip's score comes from a head that never saw its
+labels. This is a few seconds per fold on CPU, where refitting k encoders would cost k full runs. What it does not
+remove: the frozen encoder itself was trained on every clip's labels, so labels it memorised can leak into its
+features. ``--features fbank`` uses label-free log-mel statistics instead (no leak), and ``both`` (the default)
+concatenates the two: on the demo corpus with a 150-step tiny encoder, both found the planted errors best and the
+encoder alone worst (bench/model_audit_eval.py, bench/RESULTS.md).
+
+Example: ``python -m training.oos_scores --run runs/r1 --folds 5 --device cpu``
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from curation.errors import UtsError
+from training.errors import CheckpointError, UsageError
+
+FEATURE_KINDS = ("encoder", "fbank", "both")
+OUT_DIR = "model_audit"
+SCORES_FILE = "oos_scores.npz"
+META_FILE = "oos_scores.json"
+# L2 penalty on each tag's weight vector: mean BCE + (L2_STRENGTH / n_train) * mean_k ||w_k||^2, i.e. a fixed
+# penalty on the summed loss, as in a plain logistic regression (shrinkage fades as clips grow). A head free to fit
+# its training folds learns the planted errors there too and then disputes fewer of them out of sample: 40 clips
+# needed ~0.03 (the tests' tone corpus), 600 demo clips ~0.001-0.003 (measured; bench/model_audit_eval.py).
+L2_STRENGTH = 1.0
+METHOD = "k-fold cross-fitted linear multi-label head (BCE + L2, Adam) on frozen pooled features (mean+std over time)"
+
+
+def fold_of(clip_ids: list[str], n_folds: int, seed: int) -> np.ndarray:
+    """Fold number per clip: a seeded permutation cut into k nearly equal parts (stable for a given seed)."""
+    order = np.random.default_rng(seed).permutation(len(clip_ids))
+    folds = np.empty(len(clip_ids), dtype=np.int32)
+    folds[order] = np.arange(len(clip_ids)) % n_folds
+    return folds
+
+
+def pooled_features(export, ckpt: dict | None, kind: str, *, max_clip_s: float, device: str,
+                    batch_s: float = 120.0) -> tuple[list[str], np.ndarray]:
+    """(clip ids in export order, (N, D) float32): mean and std over time of encoder frames and/or fbank frames.
+    Audio is read as training reads it (the cut's offset and channels), the first ``max_clip_s`` seconds."""
+    import torch
+
+    from training.config import config_from_dict
+    from training.features import SAMPLE_RATE_HZ, Frontend, read_audio
+    from training.model import Encoder
+
+    dev = torch.device(device)
+    frontend = Frontend().to(dev)
+    encoder = None
+    if kind in ("encoder", "both"):
+        cfg = config_from_dict(ckpt["config"])
+        encoder = Encoder(cfg)
+        state = {k[len("encoder."):]: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
+        encoder.load_state_dict(state)
+        encoder.eval().to(dev)
+    clips = list(export.clips.values())
+    durations = np.array([min(c.duration_s, max_clip_s) for c in clips])
+    order = np.argsort(durations, kind="stable")
+    rows: list = [None] * len(clips)
+
+    def mean_std(frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = (torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths[:, None]).float()[..., None]
+        n = mask.sum(1).clamp(min=1.0)
+        mean = (frames * mask).sum(1) / n
+        var = (((frames - mean[:, None]) ** 2) * mask).sum(1) / n
+        return torch.cat([mean, var.clamp(min=0).sqrt()], dim=1)
+
+    start = 0
+    with torch.no_grad():
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * durations[order[end]] <= batch_s:
+                end += 1
+            idx = order[start:end]
+            waves = []
+            for i in idx:
+                clip = clips[i]
+                wave = read_audio(clip.audio_path, clip.clip_id, offset_s=clip.start_s,
+                                  duration_s=min(max_clip_s, clip.duration_s), channels=clip.channels)
+                waves.append(wave[: int(max_clip_s * SAMPLE_RATE_HZ)])
+            lens = [max(len(w), 400) for w in waves]
+            audio = torch.zeros(len(idx), max(lens))
+            for row, w in enumerate(waves):
+                audio[row, : len(w)] = torch.from_numpy(w)
+            fb, n_frames = frontend(audio.to(dev), torch.tensor(lens).to(dev))
+            parts = []
+            if encoder is not None:
+                frames, mask = encoder(fb, n_frames)
+                parts.append(mean_std(frames.float(), mask.sum(1)))
+            if kind in ("fbank", "both"):
+                parts.append(mean_std(fb.float(), n_frames))
+            pooled = torch.cat(parts, dim=1).cpu().numpy()
+            for row, i in enumerate(idx):
+                rows[i] = pooled[row]
+            start = end
+    return [c.clip_id for c in clips], np.stack(rows).astype(np.float32)
+
+
+def fit_head_and_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, *, seed: int,
+                       steps: int = 300, lr: float = 1e-2, l2: float | None = None) -> np.ndarray:
+    """Fit a linear multi-label head (sigmoid per tag, BCE) on ``train`` and return P(tag | clip) on ``test``.
+    Features are standardised with the training fold's statistics only. Full-batch Adam, fixed settings (no
+    tuning on the held-out fold); one CPU thread (tiny matrices: threads only contend on a shared machine)."""
+    import torch
+    import torch.nn.functional as F
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        xt = torch.from_numpy(x)
+        mu, sd = xt[train].mean(0), xt[train].std(0).clamp(min=1e-5)
+        xt = (xt - mu) / sd
+        yt = torch.from_numpy(y.astype(np.float32))
+        head = torch.nn.Linear(x.shape[1], y.shape[1])
+        # Start from each tag's training prevalence: rare tags begin near their base rate, not at 0.5.
+        prevalence = yt[train].mean(0).clamp(1e-3, 1 - 1e-3)
+        with torch.no_grad():
+            head.bias.copy_(torch.log(prevalence / (1 - prevalence)))
+        l2 = L2_STRENGTH / max(len(train), 1) if l2 is None else l2
+        opt = torch.optim.Adam(head.parameters(), lr=lr)
+        tr = torch.from_numpy(train)
+        for _ in range(steps):
+            loss = F.binary_cross_entropy_with_logits(head(xt[tr]), yt[tr]) + l2 * head.weight.pow(2).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            return torch.sigmoid(head(xt[torch.from_numpy(test)])).numpy()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def cross_fit(x: np.ndarray, y: np.ndarray, folds: np.ndarray, *, seed: int) -> np.ndarray:
+    """(N, K) out-of-sample probabilities: clip i is scored by the head fitted on every fold but its own."""
+    scores = np.zeros(y.shape, dtype=np.float32)
+    for f in range(int(folds.max()) + 1):
+        test = np.nonzero(folds == f)[0]
+        train = np.nonzero(folds != f)[0]
+        scores[test] = fit_head_and_score(x, y, train, test, seed=seed + f)
+    return scores
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def score_run(run_dir: Path, *, n_folds: int, features: str, device: str, seed: int = 0,
+              export_dir: Path | None = None) -> dict:
+    """Compute and write RUN_DIR/model_audit/oos_scores.{npz,json}; returns the metadata written."""
+    from training.data import load_export
+    from training.probe import load_checkpoint, resolve_checkpoint
+    from training.rundir import now_iso, write_json_atomic
+
+    started = time.perf_counter()
+    run_dir = Path(run_dir).resolve()
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(run_dir, "a folder without config.json", "a run directory written by training.pretrain",
+                              "point --run at the run's folder")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if export_dir is None:
+        named = (config.get("export") or {}).get("dir")
+        if not named:
+            raise UsageError(f"{config_path}: field 'export.dir' is missing; expected the export folder the run "
+                             "trained on (give --export DIR)")
+        export_dir = Path(named)
+    if n_folds < 2:
+        raise UsageError(f"--folds {n_folds}: expected at least 2 (each clip is scored by a head fitted without it)")
+    if features not in FEATURE_KINDS:
+        raise UsageError(f"--features {features}: expected one of {', '.join(FEATURE_KINDS)}")
+    ckpt_path = resolve_checkpoint(run_dir) if features != "fbank" else None
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    max_clip_s = float((config.get("config") or {}).get("max_clip_s", 10.0))
+    export = load_export(Path(export_dir), max_clip_s=max_clip_s)
+    if ckpt is not None and ckpt["labels"] != export.labels:
+        raise UsageError(f"{ckpt_path}: the run was trained on another label map than {export.dir}")
+    if len(export.clips) < n_folds:
+        raise UsageError(f"{export.dir}: {len(export.clips)} clips cannot be split into {n_folds} folds; "
+                         "use fewer --folds")
+    clip_ids, x = pooled_features(export, ckpt, features, max_clip_s=max_clip_s, device=device)
+    y = np.zeros((len(clip_ids), export.n_tags), dtype=np.uint8)
+    for row, clip_id in enumerate(clip_ids):
+        y[row, list(export.clips[clip_id].tag_ids)] = 1
+    folds = fold_of(clip_ids, n_folds, seed)
+    scores = cross_fit(x, y, folds, seed=seed)
+    out = run_dir / OUT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (SCORES_FILE + ".tmp.npz")
+    np.savez_compressed(tmp, clip_ids=np.array(clip_ids), labels=np.array(export.labels), scores=scores,
+                        targets=y, folds=folds)
+    tmp.replace(out / SCORES_FILE)
+    meta = {"run_id": config.get("run_id", run_dir.name), "export_id": export.record.get("export_id"),
+            "export_dir": str(export.dir), "checkpoint": str(ckpt_path) if ckpt_path else None,
+            "checkpoint_sha256": _sha256(ckpt_path) if ckpt_path else None, "features": features,
+            "feature_dim": int(x.shape[1]), "folds": n_folds, "seed": seed, "method": METHOD,
+            "n_clips": len(clip_ids), "n_tags": export.n_tags, "seconds": round(time.perf_counter() - started, 3),
+            "created_at": now_iso()}
+    write_json_atomic(out / META_FILE, meta)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.oos_scores", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, type=Path, help="a finished run directory (config.json, checkpoints/)")
+    parser.add_argument("--export", type=Path, default=None, help="export folder (default: the one config.json names)")
+    parser.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default 5)")
+    parser.add_argument("--features", choices=FEATURE_KINDS, default="both",
+                        help="encoder: the run's frozen encoder; fbank: label-free log-mel statistics; both (default)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        meta = score_run(args.run, n_folds=args.folds, features=args.features, device=args.device, seed=args.seed,
+                         export_dir=args.export)
+    except UtsError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(json.dumps(meta), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
