@@ -4,6 +4,9 @@ Example::
 
     python -m curation decide merge drum drums --into drum --db data/uts.duckdb --by ana --reason "plural"
     python -m curation suggest-merges --db data/uts.duckdb --top 20 --json
+    python -m curation suggest-merges --db data/uts.duckdb --order confidence --k 1000
+    python -m curation vocab compare ../shared/data/uts_vocab/label_800.json --db data/uts.duckdb --json
+    python -m curation vocab seed ../shared/data/uts_vocab/label_800.json --db data/uts.duckdb --by ana
     python -m curation export --db data/uts.duckdb --k 800 --out exports/v800
     python -m curation decisions export --db data/uts.duckdb --out log.jsonl
     python -m curation decisions replay log.jsonl --db fresh.duckdb
@@ -15,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-COMMANDS = ("decide", "suggest-merges", "export", "decisions")
+COMMANDS = ("decide", "suggest-merges", "export", "decisions", "vocab")
 
 
 def add_commands(commands, db_argument) -> None:
@@ -50,6 +53,23 @@ def add_commands(commands, db_argument) -> None:
     suggest.add_argument("--top", type=int, help="at most this many groups")
     suggest.add_argument("--model", help="a local sentence-transformers folder (default: the bundled MiniLM)")
     suggest.add_argument("--json", action="store_true", help="print a JSON list")
+    suggest.add_argument("--order", choices=("impact", "confidence"), default="impact",
+                         help="impact (default): what accepting changes, weighted by confidence; or confidence")
+    suggest.add_argument("--k", type=int, default=800, help="the top K whose membership the impact counts (800)")
+
+    vocab = commands.add_parser("vocab", help="compare with / seed a published vocabulary (label_K.json)")
+    vocab_actions = vocab.add_subparsers(dest="vocab_action", required=True)
+    compare = vocab_actions.add_parser("compare", help="overlap at each K, rank correlation, tags in one list only")
+    compare.add_argument("published", metavar="LABEL_K_JSON")
+    db_argument(compare)
+    compare.add_argument("--rank-by", choices=("tfidf", "df"), default="tfidf")
+    compare.add_argument("--limit", type=int, default=20, help="tags listed per side in the text output (20)")
+    compare.add_argument("--json", action="store_true", help="print one JSON object (every tag)")
+    seed = vocab_actions.add_parser("seed", help="make a published list the preferred canonical merge targets")
+    seed.add_argument("published", metavar="LABEL_K_JSON", nargs="?")
+    db_argument(seed)
+    seed.add_argument("--by", required=True, help="who seeds (stored with the list)")
+    seed.add_argument("--clear", action="store_true", help="remove the seeded list instead")
 
     export = commands.add_parser("export", help="write label_K.json, label_K.txt and the filtered Lhotse cuts")
     db_argument(export)
@@ -109,16 +129,18 @@ def run(args: argparse.Namespace) -> int:
 
         con = store.connect(args.db)
         try:
-            suggestions = suggest_merges(con, top=args.top, model_path=args.model)
+            suggestions = suggest_merges(con, top=args.top, model_path=args.model, k=args.k, order=args.order)
         finally:
             con.close()
         if args.json:
             print(json.dumps([s.as_dict() for s in suggestions], ensure_ascii=False))
         else:
             for s in suggestions:
-                print(f"{s.score:.2f}  {s.canonical} <- {', '.join(t for t in s.tags if t != s.canonical)}  "
-                      f"({'; '.join(s.reasons)})")
+                print(f"impact {s.impact:,.0f}  confidence {s.score:.2f}  {s.canonical} <- "
+                      f"{', '.join(t for t in s.tags if t != s.canonical)}  [{s.effect}]  ({'; '.join(s.reasons)})")
         return 0
+    if args.command == "vocab":
+        return _vocab(args, store)
     if args.command == "export":
         from curation.vocabulary.export import export_vocabulary
 
@@ -145,4 +167,36 @@ def run(args: argparse.Namespace) -> int:
         con.close()
     print(f"{args.log_action}: {summary.decisions} decisions, {summary.suggestion_verdicts} suggestion verdicts "
           f"({summary.path})")
+    return 0
+
+
+def _vocab(args: argparse.Namespace, store) -> int:
+    from curation.errors import UsageError
+    from curation.vocabulary import published
+
+    if args.vocab_action == "seed" and args.clear == bool(args.published):
+        raise UsageError("vocab seed: expected a LABEL_K_JSON file, or --clear without one")
+    labels = published.load_published(args.published) if args.published else []
+    con = store.connect(args.db)
+    try:
+        if args.vocab_action == "seed":
+            count = published.seed(con, labels, source=Path(args.published).name if args.published else "", by=args.by)
+            print(f"seeded {count:,} labels from {args.published}: merge suggestions now map raw tags onto them "
+                  "first" if count else "the seeded published vocabulary is cleared")
+            return 0
+        report = published.compare(con, labels, rank_by=args.rank_by)
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+        return 0
+    print(f"published: {report.published:,} labels; here: {report.ours:,} canonical tags ({report.rank_by}); "
+          f"in both: {report.shared:,}")
+    print("overlap of the top K: " + ", ".join(f"K={row['k']:,}: {row['shared']:,} ({row['share']:.0%})"
+                                             for row in report.overlap))
+    print(f"rank correlation over the shared tags: Spearman {report.spearman}, Kendall {report.kendall}")
+    print(f"only in the published list ({len(report.only_published):,}; df here = clips with a raw tag so spelled): "
+          + ", ".join(f"{row['label']} ({row['df_here']:,})" for row in report.only_published[: args.limit]))
+    print(f"only in our top {report.published:,} ({len(report.only_ours):,}): "
+          + ", ".join(f"{row['tag']} ({row['df']:,})" for row in report.only_ours[: args.limit]))
     return 0
