@@ -40,4 +40,9 @@ USERS_FILE = Setting("UTS_USERS_FILE", "the users file (names, roles, password h
 AUTH = Setting("UTS_AUTH", "sign-in mode: `local` (a display name only), `users` or `oidc`",
                "`users` when a users file exists, `oidc` when `[auth]` is in secrets.toml, else `local`")
 
-SETTINGS = (DB, RUNS_DIR, EXPORTS_DIR, AUDIO_ROOTS, TEXT_MODEL, USERS_FILE, AUTH)
+SERVER = Setting("UTS_SERVER", "the URL of a running `serve` that commands are sent to (e.g. `http://127.0.0.1:8501`)",
+                 "the server recorded beside the database, used when it holds the file")
+TOKEN = Setting("UTS_TOKEN", "the API token commands and `curation.client` send to a server that has a users file",
+                "none (a command on the server's machine uses the key in the file the server writes beside the database)")
+
+SETTINGS = (DB, RUNS_DIR, EXPORTS_DIR, AUDIO_ROOTS, TEXT_MODEL, USERS_FILE, AUTH, SERVER, TOKEN)

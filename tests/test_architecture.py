@@ -22,7 +22,7 @@ def test_import_contracts_are_kept():
 def test_a_broken_layer_is_caught(tmp_path):
     # The contracts must be able to fail: a store module importing the vocabulary stage breaks the layers.
     package = tmp_path / "curation"
-    for folder in ("store", "vocabulary", "cli", "runs", "audit", "explore", "extraction", "demo", "ingest",
+    for folder in ("store", "vocabulary", "cli", "api", "runs", "audit", "explore", "extraction", "demo", "ingest",
                    "admin"):
         (package / folder).mkdir(parents=True)
         (package / folder / "__init__.py").write_text("")

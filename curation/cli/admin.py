@@ -18,7 +18,7 @@ from pathlib import Path
 
 from curation.errors import UsageError
 
-COMMANDS = ("users", "backup", "restore")
+COMMANDS = ("users", "backup", "restore", "tokens")
 
 
 def add_commands(commands, db_argument) -> None:
@@ -44,6 +44,21 @@ def add_commands(commands, db_argument) -> None:
         db_argument(sub)
         sub.add_argument("--users-file", help="users file (default: $UTS_USERS_FILE, else users.json beside the "
                                               "database)")
+
+    tokens = commands.add_parser("tokens", help="API tokens: a script or notebook acting as a user (shown once)")
+    token_actions = tokens.add_subparsers(dest="tokens_action", required=True)
+    token_create = token_actions.add_parser("create", help="a new token for a user of the users file (printed once)")
+    token_create.add_argument("user")
+    token_create.add_argument("--label", help="what the token is for (shown in the list)")
+    token_create.add_argument("--by", help="who creates it (stored with it; default: the user)")
+    token_list = token_actions.add_parser("list", help="tokens with their user, label, last use and state")
+    token_list.add_argument("--user", help="only this user's tokens")
+    token_list.add_argument("--json", action="store_true")
+    token_revoke = token_actions.add_parser("revoke", help="revoke a token (refused at once from then on)")
+    token_revoke.add_argument("token_id", type=int)
+    token_revoke.add_argument("--by", help="who revokes it (stored with it)")
+    for sub in (token_create, token_list, token_revoke):
+        db_argument(sub)
 
     backup = commands.add_parser("backup", help="a consistent copy of the database (stop the app first)")
     db_argument(backup)
@@ -98,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{user.name}\t{user.role}\t{user.email or ''}\t"
                       f"{'password' if user.has_password else 'identity provider'}")
         return 0
+    if args.command == "tokens":
+        return _tokens(args)
     if args.command == "backup":
         from curation.admin.backup import backup_database
 
@@ -112,4 +129,33 @@ def run(args: argparse.Namespace) -> int:
 
     summary = restore_database(Path(args.backup), store.resolve_db_path(args.db), force=args.force)
     print(json.dumps(summary.as_dict()))
+    return 0
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    from curation import store
+    from curation.admin import tokens
+    from curation.admin.users import users_file_path
+
+    con = store.connect(args.db)
+    try:
+        if args.tokens_action == "create":
+            secret, record = tokens.create_token(con, users_file_path(args.db), args.user, label=args.label,
+                                                 by=args.by)
+            print(f"token #{record.token_id} for {record.user_name}: {secret}")
+            print("shown once: store it now (UTS_TOKEN, or Client(token=...)); revoke it with "
+                  f"`python -m curation tokens revoke {record.token_id}`")
+        elif args.tokens_action == "list":
+            listed = [t.as_dict() for t in tokens.list_tokens(con, args.user)]
+            if args.json:
+                print(json.dumps(listed))
+            for t in listed if not args.json else ():
+                print(f"#{t['token_id']}\t{t['user']}\t{t['prefix']}...\t{t['label'] or ''}\t"
+                      f"last used {t['last_used_at'] or 'never'}\t"
+                      f"{'active' if t['active'] else 'revoked ' + t['revoked_at']}")
+        else:
+            record = tokens.revoke_token(con, args.token_id, by=args.by)
+            print(f"token #{record.token_id} of {record.user_name} revoked")
+    finally:
+        con.close()
     return 0

@@ -5,9 +5,18 @@ Place in the flow: decide (curation/vocabulary/decisions.py) and the decision-lo
 """
 from __future__ import annotations
 
+import threading
+
 import duckdb
 
 from curation.store.schema import now_utc
+
+# Decision ids are max + 1 inside the writing transaction and DuckDB's concurrency is optimistic: two sessions of
+# the one process that holds the file (app pages, API requests) deciding at the same moment would make the later
+# commit fail on a duplicate id. Every decision write takes this lock around its whole transaction, so each begins
+# after the previous one committed (as store/audit.py's WRITE_LOCK does for verdicts). Re-entrant: a decision's
+# ``also`` step may record through the same writer.
+WRITE_LOCK = threading.RLock()
 
 
 def decision_rows(con: duckdb.DuckDBPyConnection, up_to: int | None = None) -> list[tuple]:

@@ -243,6 +243,13 @@ def connect(db_path: str | os.PathLike | None = None, *, read_only: bool = False
         if "lock" in str(exc).lower():
             raise StoreBusyError(str(path), str(exc).splitlines()[0]) from None
         raise
+    except duckdb.ConnectionException as exc:
+        # This process already holds the file with another configuration (the server holds it read-write, and
+        # a forwarded `stats` asks read-only): DuckDB allows one instance per file and process, so the caller gets
+        # a connection of that instance. A read-only caller still only reads.
+        if "different configuration" not in str(exc):
+            raise
+        con = duckdb.connect(str(path))
     try:
         version = schema_version(con)
         if version > SCHEMA_VERSION:

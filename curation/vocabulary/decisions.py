@@ -316,7 +316,7 @@ def record_decisions(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[Decis
         raise DecisionError("every decision names who made it: expected a non-empty --by / display name")
     by = by.strip()
     decision_ids = []
-    with store.transaction(con):
+    with store_decisions.WRITE_LOCK, store.transaction(con):
         for decision, reason, also in items:
             _check(con, decision, list_decisions(con))  # re-read: the log holds this call's earlier items too
             new_texts = []
