@@ -20,6 +20,7 @@ pages = [
     st.Page("views/browse.py", title="Browse", icon=":material/library_music:"),
     st.Page("views/vocabulary.py", title="Vocabulary", icon=":material/label:"),
     st.Page("views/tag_map.py", title="Tag map", icon=":material/scatter_plot:"),
+    st.Page("views/export.py", title="Export", icon=":material/download:"),
     st.Page("views/audit.py", title="Audit", icon=":material/hearing:"),
     st.Page("views/audit_dashboard.py", title="Captioner bias", icon=":material/insights:"),
     st.Page("views/extraction.py", title="Tagging jobs", icon=":material/auto_awesome:"),

@@ -34,7 +34,7 @@ _ACTOR_KEY = "_uts_actor"
 # someone lists them (safe by default).
 PAGE_ABILITIES: dict[str, str | None] = {
     "overview": None, "audit": "audit", "browse": "browse", "audit_dashboard": "browse", "vocabulary": "decide",
-    "tag_map": "decide", "runs": "runs", "compare": "runs", "extraction": "runs",  # compute jobs: admins
+    "tag_map": "decide", "export": "export", "runs": "runs", "compare": "runs", "extraction": "runs",  # compute jobs: admins
     "users": "users",
 }
 FALLBACK_ABILITY = "users"
@@ -79,6 +79,12 @@ def sign_in() -> Actor | None:
     return actor
 
 
+def continue_signed_in_as(name: str) -> None:
+    """The person who just created the first user (and so turned sign-in on) stays in, signed in as that user,
+    instead of meeting a sign-in form for the account they made a second ago."""
+    st.session_state[_SESSION_KEY] = name
+
+
 def ensure_bound() -> Actor | None:
     """Re-bind this session's actor (a fragment rerun does not pass through the router)."""
     actor = st.session_state.get(_ACTOR_KEY)
@@ -98,6 +104,10 @@ def can(ability: str) -> bool:
 
 
 def _local_actor() -> Actor | None:
+    # The name is kept in the page address (?display_name=...): a reload or a bookmark keeps who is working. A
+    # fresh session (a reload) takes it from there before the sidebar's box is drawn.
+    if "display_name" not in st.session_state and st.query_params.get("display_name"):
+        st.session_state["display_name"] = st.query_params["display_name"]
     name = (st.session_state.get("display_name") or "").strip()
     return Actor(name, "admin", signed_in=False) if name else None
 
@@ -178,8 +188,16 @@ def _page_ability(page) -> str | None:
 def render_account(actor: Actor | None) -> None:
     """The sidebar's who-is-working block: a display name in local mode, the signed-in user otherwise."""
     if actor is None or not actor.signed_in:
-        st.text_input("Working as", key="display_name", placeholder="your name",
-                      help="Recorded with every decision and verdict you make.")
+        name = st.text_input("Working as", key="display_name", placeholder="your name",
+                             help="Recorded with every decision and verdict you make (kept in the page address, so "
+                                  "a reload keeps it).")
+        # Not a bound widget (bind="query-params"): a bound parameter makes st.switch_page fail. The address is
+        # written on every run instead, so it is there again after a page switch dropped it.
+        if (name or "").strip():
+            if st.query_params.get("display_name") != name.strip():
+                st.query_params["display_name"] = name.strip()
+        elif "display_name" in st.query_params:
+            del st.query_params["display_name"]
         return
     st.markdown(f"Signed in as **{escape_markdown(actor.name)}** ({actor.role})")
     if st.button("Sign out", key="sign_out"):

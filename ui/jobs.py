@@ -1,11 +1,27 @@
-"""The app's background tagging/captioning job: one per database, kept across reruns and sessions."""
+"""The app's background tagging/captioning job: one per database, kept across reruns and sessions; and the review
+a job gets before it starts (what it will change, and whether its tags feed the vocabulary)."""
 from __future__ import annotations
 
+import time
+
+import pandas as pd
 import streamlit as st
 
 from curation.errors import UsageError
-from curation.extraction.jobs import BackgroundJob
+from curation.extraction.backends import build_backend
+from curation.extraction.jobs import BackgroundJob, JobPreview, preview_job, producer_of
+from curation.vocabulary.decisions import Decision, record_decision
+from curation.vocabulary.ranking import vocabulary_sources
 from ui.db import db_cursor, db_path
+from ui.state import curation_state, flash
+from ui.text import inline_code
+
+# What the vocabulary uses once a tagging job has written its rows.
+FEED_CHOICES = {
+    "keep": "only its current sources: the job's tags are stored, the ranking and the tag map do not change",
+    "add": "its current sources and this job's tags",
+    "only": "only this job's tags",
+}
 
 
 @st.cache_resource(show_spinner=False)
@@ -24,4 +40,105 @@ def start_job(backend, **job_kwargs) -> BackgroundJob:
         raise UsageError("a job is already running on this database: stop it or wait for it to finish")
     job = BackgroundJob(db_cursor(), backend, **job_kwargs)
     _jobs()[db_path()] = job
+    st.session_state["job_started_here"] = id(job)
     return job
+
+
+def job_outcome_is_mine(job: BackgroundJob) -> bool:
+    """Whether this browser session started ``job`` (its outcome box is shown to that session only)."""
+    return st.session_state.get("job_started_here") == id(job)
+
+
+def _backend(args: dict):
+    return build_backend(args["backend"], args["task"], base_url=args["base_url"], model=args["model"],
+                         concurrency=args["concurrency"])
+
+
+def _preview(args: dict) -> JobPreview:
+    """Planned once per review (kept with it in session state): radio clicks do not plan again."""
+    if args.get("_preview") is None:
+        args["_preview"] = preview_job(db_cursor(), _backend(args), task=args["task"], limit=args["limit"],
+                                       force=args["force"], captioner=args["captioner"])
+    return args["_preview"]
+
+
+def render_job_review(args: dict) -> str | None:
+    """What the job will change, and the vocabulary choice; returns that choice once Confirm is clicked."""
+    with st.container(border=True, key="job_review_box"):
+        st.subheader("Review the job before it starts")
+        with st.spinner("Planning the job (nothing is written)..."):
+            preview = _preview(args)
+        st.markdown(f"It would ask about **{preview.planned:,} clips** as {inline_code(preview.producer)} "
+                    f"({preview.skipped:,} skipped: this extractor already did them; {preview.not_eligible:,} "
+                    "not eligible).")
+        if preview.task != "tags":
+            st.caption("Captioning adds captions beside the existing ones; no tag changes.")
+            feed = None
+        else:
+            _render_tag_changes(preview)
+            feed = _feed_choice(preview)
+        go, cancel = st.columns([1, 4])
+        if cancel.button("Cancel", key="job_cancel"):
+            st.session_state.pop("job_review", None)
+            st.rerun()
+        if go.button("Confirm and start", type="primary", key="job_confirm", disabled=preview.planned == 0):
+            return feed or "none"
+    return None
+
+
+def _render_tag_changes(preview: JobPreview) -> None:
+    if preview.clips_tagged_by_others:
+        st.warning(f"**{preview.clips_tagged_by_others:,} of these clips already have tags** from another "
+                   "extractor; this job adds its own tag rows beside them (nothing is deleted).")
+        table = pd.DataFrame(preview.tags_by_extractor).rename(columns={
+            "extractor": "extractor", "tag_rows": "tag rows on these clips", "clips": "clips",
+            "distinct_tags": "distinct tags"})
+        st.dataframe(table, hide_index=True, width="content", key="job_review_extractors")
+    if preview.estimated_tag_rows is not None:
+        st.markdown(f"Estimated from {preview.sampled:,} clips: about **{preview.estimated_tag_rows:,} tag rows "
+                    f"added**, **{preview.estimated_new_tags:,} tag texts** the corpus does not have yet (in that "
+                    "sample).")
+    else:
+        st.caption("How many tags it adds is known only as it runs (a model decides); the job page shows it live.")
+
+
+def _feed_choice(preview: JobPreview) -> str:
+    sources = vocabulary_sources(db_cursor(), curation_state())
+    if preview.producer in sources:
+        st.info(f"{inline_code(preview.producer)} already feeds the vocabulary: its new tags change the ranking "
+                "as they are written (choose its sources on the Vocabulary page).")
+        return "none"
+    current = ", ".join(inline_code(s) for s in sources) or "(no tags yet)"
+    st.markdown(f"The vocabulary uses the tags of {current}. After the job, use:")
+    options = list(FEED_CHOICES) if sources else ["only"]
+    choice = st.radio("Tags that feed the vocabulary", options, key="job_feed", label_visibility="collapsed",
+                      format_func=FEED_CHOICES.get)
+    st.caption("Recorded in the decision log; undo it on the Vocabulary page (Decisions tab).")
+    return choice
+
+
+def start_reviewed_job(args: dict, feed: str, *, by: str) -> None:
+    """Record the vocabulary choice (one decision) and start the job; flash what was done."""
+    backend = _backend(args)
+    producer = producer_of(backend)
+    con = db_cursor()
+    state = curation_state()
+    sources = vocabulary_sources(con, state)
+    wanted = {"keep": sources, "add": sorted({*sources, producer}), "only": [producer]}.get(feed)
+    needs_decision = wanted is not None and (state.extractors is None or set(wanted) != set(state.extractors))
+    # A name the log does not know yet (a first job of this extractor) is recorded once the job row exists.
+    record_now = needs_decision and producer not in wanted
+    if record_now:
+        record_decision(con, Decision.use_extractors(wanted), by=by,
+                        reason=f"before tagging job {producer}: keep the vocabulary on its sources")
+    job = start_job(backend, task=args["task"], limit=args["limit"], force=args["force"], by=by,
+                    captioner=args["captioner"])
+    message = f"Started the job ({producer})."
+    if needs_decision and not record_now:
+        deadline = time.monotonic() + 30
+        while job.progress is None and job.running and time.monotonic() < deadline:
+            time.sleep(0.05)  # the job's row is written first thing in its thread
+        record_decision(con, Decision.use_extractors(wanted), by=by, reason=f"tagging job {producer}")
+    if needs_decision:
+        message += f" The vocabulary uses the tags of {', '.join(wanted)} (undo on the Vocabulary page)."
+    flash(message)

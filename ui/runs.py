@@ -35,9 +35,18 @@ def curve_figures(metrics: pd.DataFrame, color: str | None = None, columns: int 
         data = metrics[(metrics["kind"] == kind) & metrics[column].notna()] if not metrics.empty else metrics
         if data.empty:
             continue
-        figure = px.line(data, x="step", y=column, color=color, markers=kind == "val", log_y=log_y, title=title)
-        figure.update_layout(height=300 if color is None else 360, margin={"t": 40, "b": 10 if color is None else 90},
-                             legend={"orientation": "h", "yanchor": "top", "y": -0.3, "title_text": ""})
+        # Markers while a curve has few points: the first logged steps are visible, not an empty-looking chart.
+        few = data.groupby(color)["step"].count().max() <= 30 if color else len(data) <= 30
+        figure = px.line(data, x="step", y=column, color=color, markers=kind == "val" or bool(few), log_y=log_y,
+                         title=title)
+        figure.update_layout(height=300 if color is None else 380, margin={"t": 40, "b": 10 if color is None else 110},
+                             legend={"orientation": "h", "yanchor": "top", "y": -0.35, "title_text": ""})
+        low, high = float(data[column].min()), float(data[column].max())
+        if column == "lr" or low == high:
+            # A learning rate (or any flat start) gets an axis from 0 to just above its largest value, in
+            # scientific notation, instead of Plotly's -0.5 .. 1 around a single point.
+            figure.update_yaxes(range=[min(0.0, low), (high * 1.15) if high > 0 else 1.0],
+                                tickformat=".1e" if column == "lr" else None)
         shown.append(figure)
     if not shown:
         st.caption("No metrics yet: the first lines appear once training logs its first step.")

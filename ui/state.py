@@ -61,7 +61,22 @@ def flash(message: str) -> None:
     st.session_state["_flash"] = message
 
 
+FORGET = object()  # in reset_widgets_next_run: drop the state (widgets with a default of their own)
+
+
+def reset_widgets_next_run(values: dict) -> None:
+    """After an action: give these widgets these values on the next run (None / [] / "" clear a selectbox, a
+    multiselect, a text box; FORGET drops the state). Done at the top of the next run (``show_flash``), before
+    the widgets exist: Streamlit then sends the new value to the browser, which a plain ``pop`` does not."""
+    st.session_state.setdefault("_reset_widgets", {}).update(values)
+
+
 def show_flash() -> None:
+    for key, value in st.session_state.pop("_reset_widgets", {}).items():
+        if value is FORGET:
+            st.session_state.pop(key, None)
+        else:
+            st.session_state[key] = value
     message = st.session_state.pop("_flash", None)
     if message:
         from ui.text import escape_markdown

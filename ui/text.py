@@ -37,3 +37,9 @@ def inline_code(text: object) -> str:
         longest = max(longest, run)
     fence = "`" * (longest + 1)
     return f"{fence} {clean} {fence}" if longest or clean.startswith(" ") else f"{fence}{clean}{fence}"
+
+
+def readable_columns(frame):
+    """A copy of ``frame`` whose column names read as words ("hallucination_rate" -> "Hallucination rate"): a
+    table on a page shows words, not code identifiers."""
+    return frame.rename(columns={c: str(c).replace("_", " ").strip().capitalize() for c in frame.columns})

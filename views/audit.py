@@ -1,9 +1,23 @@
 """Audit: annotators listen to one clip at a time from their own queue and judge every tag the captioner's
-caption produced (correct / wrong / can't tell), add what is missing, and rate the caption."""
+caption produced (correct / wrong / can't tell), add what is missing, and rate the caption.
+
+Each clip opens at its top with "clip 3 of 24 in your queue"; keys 1/2/3 answer the highlighted tag (then 1-5
+rate the caption), Ctrl+Enter submits, S skips the clip (it comes back last), B goes back to revise the clip
+submitted last."""
 import streamlit as st
 
-from curation.audit.campaigns import AuditError, campaign_table, create_campaign, next_item, submit
+from curation.audit.campaigns import (
+    AuditError,
+    campaign_table,
+    create_campaign,
+    next_item,
+    previous_item,
+    queue_progress,
+    skip_item,
+    submit,
+)
 from ui.audio import play_clip
+from ui.audit import answer_current, current_question, scroll_to_clip_top
 from ui.auth import can
 from ui.db import db_cursor
 from ui.state import flash, require_name, show_flash
@@ -49,16 +63,67 @@ if annotator is None:
     st.stop()
 
 queue_key = f"audit_item_{campaign_id}_{annotator}"
-if st.session_state.get(queue_key) is None:
-    st.session_state[queue_key] = next_item(db_cursor(), int(campaign_id), annotator)
-item = st.session_state[queue_key]
+skipped_key = f"audit_skipped_{campaign_id}_{annotator}"
+revising_key = f"audit_revising_{campaign_id}_{annotator}"  # a past submission being revised, or None
+skipped = st.session_state.setdefault(skipped_key, [])
+revising = st.session_state.get(revising_key)
+if revising is None and st.session_state.get(queue_key) is None:
+    st.session_state[queue_key] = next_item(db_cursor(), int(campaign_id), annotator, avoid_clip_keys=skipped)
+item = revising.item if revising is not None else st.session_state[queue_key]
+progress = queue_progress(db_cursor(), int(campaign_id), annotator)
+
+
+def go_back() -> None:
+    past = previous_item(db_cursor(), int(campaign_id), annotator,
+                         before=revising.item if revising is not None else None)
+    if past is None:
+        flash("Nothing earlier to go back to.")
+    else:
+        st.session_state[revising_key] = past
+        prefix = f"{past.item.clip_key}_{past.item.slot}"
+        for tag, verdict in past.verdicts.items():  # the form opens with what was answered
+            st.session_state[f"verdict_{prefix}_{tag}"] = verdict
+        st.session_state[f"rating_{prefix}"] = past.rating
+        st.session_state[f"added_{prefix}"] = ", ".join(past.added)
+        st.session_state[f"note_{prefix}"] = past.note or ""
+
+
 if item is None:
-    st.success("Your queue for this campaign is empty. Thank you!")
+    st.success(f"Your queue for this campaign is empty: you judged {progress.submitted:,} clips. Thank you!")
+    if progress.submitted:
+        st.button("Back to the last clip", key="audit_back", shortcut="B", on_click=go_back)
     st.stop()
 
+prefix = f"{item.clip_key}_{item.slot}"
+scroll_to_clip_top(f"{campaign_id}_{prefix}_{revising is not None}")
 st.subheader(f"Clip {escape_markdown(item.clip_id)}")
 st.caption(f"{escape_markdown(item.domain or 'unknown domain')} · {escape_markdown(item.source or 'unknown source')}"
            f" · slot {item.slot}")
+if revising is not None:
+    st.info("You are revising a clip you already submitted: submitting replaces your earlier answers on it.")
+else:
+    st.progress(min(progress.position / max(progress.total, 1), 1.0),
+                text=f"Clip {progress.position:,} of {progress.total:,} in your queue")
+nav = st.columns([1, 1, 4])
+if revising is None:
+    if nav[0].button("Skip this clip", key="audit_skip", shortcut="S",
+                     help="Give the clip back (someone else may take it); it comes back to you last."):
+        try:
+            if item.clip_key not in skipped:
+                skipped.append(item.clip_key)
+            st.session_state[queue_key] = skip_item(db_cursor(), item, annotator, avoid_clip_keys=skipped)
+            flash(f"Skipped {item.clip_id}.")
+            st.rerun()
+        except AuditError as exc:
+            st.error(str(exc))
+    nav[1].button("Back to the last clip", key="audit_back", shortcut="B", on_click=go_back,
+                  disabled=progress.submitted == 0, help="Revise what you submitted last.")
+else:
+    if nav[0].button("Back to my queue", key="audit_resume", shortcut="Esc"):
+        st.session_state.pop(revising_key, None)
+        st.rerun()
+    nav[1].button("One clip earlier", key="audit_back", shortcut="B", on_click=go_back)
+
 if item.audio_path:
     play_clip(item.audio_path, picture=True)
 else:
@@ -72,26 +137,51 @@ with right:
     for original in item.original_captions or ("(none)",):
         st.text(original)
 
-with st.form(f"judge_{item.clip_key}_{item.slot}"):
+verdict_keys = {tag: f"verdict_{prefix}_{tag}" for tag in item.tags}
+rating_key = f"rating_{prefix}"
+question = current_question(verdict_keys, rating_key)
+with st.form(f"judge_{prefix}_{revising is not None}"):
     st.markdown("**Is each tag in the audio?**")
     verdicts = {}
     for tag in item.tags:
-        verdicts[tag] = st.radio(escape_markdown(tag), list(VERDICT_LABELS), format_func=VERDICT_LABELS.get, index=None,
-                                 horizontal=True, key=f"verdict_{item.clip_key}_{tag}")
-    added = st.text_input("Tags the audio has but the list misses (comma-separated)", key=f"added_{item.clip_key}")
-    rating = st.radio("Caption quality", [1, 2, 3, 4, 5], index=None, horizontal=True,
-                      key=f"rating_{item.clip_key}", help="1 = wrong or misleading, 5 = accurate and complete")
-    note = st.text_area("Note (optional)", key=f"note_{item.clip_key}")
-    if st.form_submit_button("Submit and next"):
+        label = escape_markdown(tag)
+        if question == tag:
+            label = f"**▶ {label}**"  # the tag the number keys answer
+        verdicts[tag] = st.radio(label, list(VERDICT_LABELS), format_func=VERDICT_LABELS.get, index=None,
+                                 horizontal=True, key=verdict_keys[tag])
+    added = st.text_input("Tags the audio has but the list misses (comma-separated)", key=f"added_{prefix}")
+    rating = st.radio("**▶ Caption quality**" if question == "rating" else "Caption quality", [1, 2, 3, 4, 5],
+                      index=None, horizontal=True, key=rating_key,
+                      help="1 = wrong or misleading, 5 = accurate and complete")
+    note = st.text_area("Note (optional)", key=f"note_{prefix}")
+    keys = st.columns(6)
+    if question == "rating":
+        for value in range(1, 6):
+            keys[value - 1].form_submit_button(f"rate {value}", key=f"key_rate_{value}", shortcut=str(value),
+                                               on_click=answer_current, args=(verdict_keys, rating_key, value))
+    elif question is not None:
+        for index, verdict in enumerate(VERDICT_LABELS, start=1):
+            keys[index - 1].form_submit_button(f"{VERDICT_LABELS[verdict].split(' (')[0]}", key=f"key_{verdict}",
+                                               shortcut=str(index), on_click=answer_current,
+                                               args=(verdict_keys, rating_key, verdict))
+    if st.form_submit_button("Submit and next" if revising is None else "Save the revision", type="primary",
+                             shortcut="Ctrl+Enter"):
         unanswered = [tag for tag, verdict in verdicts.items() if verdict is None]
         if unanswered or rating is None:
             st.error("Answer every tag and rate the caption: "
                      + ", ".join(map(escape_markdown, unanswered + (["rating"] if rating is None else []))))
         else:
             try:
-                submit(db_cursor(), item, annotator, verdicts, added=added.split(","), rating=int(rating), note=note)
-                st.session_state[queue_key] = None
-                flash(f"Saved your verdicts on {item.clip_id}.")
+                submit(db_cursor(), item, annotator, verdicts, added=added.split(","), rating=int(rating), note=note,
+                       revise=revising is not None)
+                if revising is not None:
+                    st.session_state.pop(revising_key, None)
+                    flash(f"Revised your verdicts on {item.clip_id}.")
+                else:
+                    st.session_state[queue_key] = None
+                    flash(f"Saved your verdicts on {item.clip_id}.")
                 st.rerun()
             except AuditError as exc:
                 st.error(str(exc))
+st.caption("Keys: 1 / 2 / 3 answer the ▶ tag (correct / wrong / can't tell), then 1-5 rate the caption; "
+           "Ctrl+Enter submits; S skips; B goes back to the last clip.")

@@ -10,8 +10,8 @@ from curation.vocabulary.decisions import Decision
 from ui.auth import can
 from ui.db import db_cursor
 from ui.decide import decide
-from ui.state import show_flash, tag_matrix
-from ui.text import escape_markdown
+from ui.state import curation_state, show_flash, tag_matrix
+from ui.text import escape_markdown, readable_columns
 
 st.title("Captioner bias")
 show_flash()
@@ -41,15 +41,29 @@ if report.verdicts.empty:
     st.stop()
 
 min_judged = st.slider("Show tags judged at least this often", 1, 50, 3, key="dashboard_min_judged")
-flags = report.flags[report.flags["judged"] >= min_judged].sort_values("precision")
+flags = report.flags[report.flags["judged"] >= min_judged].sort_values("precision").copy()
+FLAGGED, NOT_FLAGGED = "flagged: below the reference", "not flagged"
+flags["verdict"] = [FLAGGED if biased else NOT_FLAGGED for biased in flags["biased"]]
 st.subheader("Tags ranked by precision (95% Wilson intervals)")
-st.caption(f"Flagged: the whole interval lies below the reference level ({report.clean_reference}, "
+st.caption(f"Flagged (red): the whole interval lies below the reference band (green: {report.clean_reference}, "
            f"{flags['clean_low'].iloc[0]:.2f}-{flags['clean_high'].iloc[0]:.2f})." if not flags.empty else "")
-figure = px.scatter(flags, x="precision", y="tag", color="biased", error_x=flags["precision_high"] - flags["precision"],
+figure = px.scatter(flags, x="precision", y="tag", color="verdict", symbol="verdict",
+                    color_discrete_map={FLAGGED: "#d62728", NOT_FLAGGED: "#4c78a8"},
+                    symbol_map={FLAGGED: "diamond", NOT_FLAGGED: "circle"},
+                    category_orders={"verdict": [FLAGGED, NOT_FLAGGED]},
+                    error_x=flags["precision_high"] - flags["precision"],
                     error_x_minus=flags["precision"] - flags["precision_low"], hover_data=["judged", "correct"],
-                    height=max(300, 18 * len(flags)))
+                    labels={"precision": "precision (share of verdicts 'correct')", "tag": "", "verdict": ""},
+                    height=max(320, 22 * len(flags) + 120))
 if not flags.empty:
-    figure.add_vrect(x0=flags["clean_low"].iloc[0], x1=flags["clean_high"].iloc[0], opacity=0.15, line_width=0)
+    # A visible band (filled, labelled) for the reference level every tag is compared with.
+    figure.add_vrect(x0=flags["clean_low"].iloc[0], x1=flags["clean_high"].iloc[0], fillcolor="#2ca02c",
+                     opacity=0.18, line_width=1, line_color="#2ca02c", layer="below",
+                     annotation_text=f"reference: {report.clean_reference}", annotation_position="top left")
+# Every tag gets its label (Plotly thins crowded category labels otherwise).
+figure.update_yaxes(type="category", tickmode="linear", dtick=1, automargin=True)
+figure.update_xaxes(range=[0, 1.02], tickformat=".0%")
+figure.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "title_text": ""})
 st.plotly_chart(figure, width="stretch")
 
 tag = st.selectbox("A tag", flags["tag"].tolist(), index=None, key="dashboard_tag", placeholder="pick a tag")
@@ -59,7 +73,13 @@ if tag:
                                           key="dashboard_prune"):
         decide(Decision.prune([tag]), f"audit {labels[campaign_id]}: precision interval below the reference",
                message=lambda _record: f"Pruned {tag!r}.")
-    if clips_col.button(f"Open the clips tagged {escape_markdown(repr(tag))} in Browse", key="dashboard_open_clips"):
+    tag_pruned = curation_state().is_pruned(curation_state().canonical(tag))
+    if tag_pruned:
+        clips_col.caption(f"{escape_markdown(tag)} is pruned: Browse filters by tags of the vocabulary, so it would "
+                          "show no clip. Restore it on the Vocabulary page to browse its clips; its audited clips "
+                          "judged wrong are listed below.")
+    if clips_col.button(f"Open the clips tagged {escape_markdown(repr(tag))} in Browse", key="dashboard_open_clips",
+                        disabled=tag_pruned):
         st.session_state["browse_tags"] = [tag]
         st.session_state["browse_audited"] = "yes"
         st.switch_page("views/browse.py")
@@ -71,7 +91,9 @@ st.subheader("Hallucination rate (share of judged tags that were wrong)")
 by = st.segmented_control("By", list(report.rates), default="domain", key="dashboard_by") or "domain"
 rates = report.rates[by]
 st.plotly_chart(px.bar(rates, x=by, y="hallucination_rate", error_y=rates["rate_high"] - rates["hallucination_rate"],
-                       error_y_minus=rates["hallucination_rate"] - rates["rate_low"], hover_data=["judged", "clips"]),
+                       error_y_minus=rates["hallucination_rate"] - rates["rate_low"], hover_data=["judged", "clips"],
+                       labels={"hallucination_rate": "hallucination rate (wrong / judged)",
+                               by: by.replace("_", " ")}).update_yaxes(tickformat=".0%"),
                 width="stretch")
 heat = report.domain_by_tag[report.domain_by_tag["judged"] >= min_judged]
 if not heat.empty:
@@ -82,17 +104,17 @@ if not heat.empty:
 st.subheader("Where the captioner says more than people did")
 st.caption("Share of audited clips whose generated caption mentions the tag minus the share whose original "
            "human captions do (lexical, with the tag's merged variants).")
-st.dataframe(report.over_assertion.head(200), hide_index=True, width="stretch", key="over_assertion_table")
+st.dataframe(readable_columns(report.over_assertion.head(200)), hide_index=True, width="stretch", key="over_assertion_table")
 
 left, right = st.columns(2)
 with left:
     st.subheader("Agreement")
-    st.dataframe(report.pairwise_kappa, hide_index=True, width="stretch", key="kappa_table")
-    st.dataframe(report.alpha_by_tag.sort_values("items", ascending=False), hide_index=True, width="stretch",
+    st.dataframe(readable_columns(report.pairwise_kappa), hide_index=True, width="stretch", key="kappa_table")
+    st.dataframe(readable_columns(report.alpha_by_tag.sort_values("items", ascending=False)), hide_index=True, width="stretch",
                  key="alpha_table")
 with right:
     st.subheader("Annotators")
-    st.dataframe(report.quality, hide_index=True, width="stretch", key="quality_table")
-    st.dataframe(report.progress, hide_index=True, width="stretch", key="progress_table")
+    st.dataframe(readable_columns(report.quality), hide_index=True, width="stretch", key="quality_table")
+    st.dataframe(readable_columns(report.progress), hide_index=True, width="stretch", key="progress_table")
 st.subheader("Missed tags (added by annotators)")
-st.dataframe(report.miss.sort_values("added", ascending=False), hide_index=True, width="stretch", key="miss_table")
+st.dataframe(readable_columns(report.miss.sort_values("added", ascending=False)), hide_index=True, width="stretch", key="miss_table")

@@ -15,6 +15,26 @@ from ui.text import escape_markdown
 
 PAGE_SIZE = 20
 
+
+@st.cache_data(show_spinner=False, ttl=300)
+def _duration_span(path: str, version: tuple) -> tuple[float, float]:
+    import math
+
+    import numpy as np
+
+    values = store_vocabulary.clip_durations(db_cursor())["duration_s"]
+    known = values[np.isfinite(values)]
+    if not len(known):
+        return 0.0, 60.0
+    low, high = math.floor(float(known.min()) * 10) / 10, math.ceil(float(known.max()) * 10) / 10
+    return (low, high) if high > low else (low, low + 0.1)
+
+
+def duration_span() -> tuple[float, float]:
+    from ui.db import db_path
+
+    return _duration_span(db_path(), store_vocabulary.corpus_version(db_cursor()))
+
 st.title("Browse clips")
 show_flash()
 matrix, state, view = vocabulary_view(st.session_state.get("rank_by") or "tfidf")
@@ -31,15 +51,18 @@ with st.container(border=True):
     sources = c5.multiselect("Source dataset", list(matrix.sources), key="browse_sources")
     audited = c6.radio("Audited", ["either", "yes", "no"], horizontal=True, key="browse_audited")
     c7, c8 = st.columns(2)
-    durations = c7.slider("Duration (s)", 0.0, 60.0, (0.0, 60.0), key="browse_duration")
+    # The slider spans this corpus's durations (a 3-6 s corpus gets a 3-6 s slider, not 0-60 s).
+    span_low, span_high = duration_span()
+    durations = c7.slider("Duration (s)", span_low, span_high, (span_low, span_high), step=0.1,
+                          key=f"browse_duration_{span_low}_{span_high}")
     k = selected_k(len(view.ranking))
     lost_only = c8.checkbox(f"Only clips that keep no tag at K={k:,}", key="browse_no_tag")
     show_pictures = c8.toggle("Show waveforms and spectrograms", key="browse_pictures")
 
 filters = BrowseFilters(
     canonical_tags=tuple(tags), tag_mode=mode, raw_tag=raw_tag, domains=tuple(domains), sources=tuple(sources),
-    min_duration_s=durations[0] if durations[0] > 0 else None,
-    max_duration_s=durations[1] if durations[1] < 60 else None, text=text.strip(),
+    min_duration_s=durations[0] if durations[0] > span_low else None,
+    max_duration_s=durations[1] if durations[1] < span_high else None, text=text.strip(),
     no_tag_at_k=k if lost_only else None, audited={"yes": True, "no": False}.get(audited))
 
 # Keyset pagination: a stack of the clip keys each page starts after, reset whenever the filters change.

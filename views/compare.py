@@ -5,7 +5,15 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from curation.runs.compare import compare_runs, coverage_at, k_groups, k_metric_frame, k_metric_options, runs_table
+from curation.runs.compare import (
+    COMMON_TAGS_MAP,
+    compare_runs,
+    coverage_at,
+    k_groups,
+    k_metric_frame,
+    k_metric_options,
+    runs_table,
+)
 from curation.runs.follow import refresh_runs
 from ui.db import db_cursor
 from ui.runs import curve_figures, reattach_runs
@@ -15,6 +23,7 @@ st.title("Compare runs")
 reattach_runs()
 refresh_runs(db_cursor())
 table = runs_table(db_cursor())
+table = table[table["archived_at"].isna()]  # archived runs stay out of the pickers (Runs page: show archived)
 if table.empty:
     st.info("No runs yet: launch some on the Runs page.")
     st.stop()
@@ -76,8 +85,19 @@ with k_tab:
                                     marker={"size": 10}), row=1, col=2)
         figure.update_xaxes(title_text="K")
         figure.update_yaxes(tickformat=".0%", row=1, col=2)
-        figure.update_layout(height=380, legend={"orientation": "h"})
+        # The legend sits under the charts: above them it covered the first chart's axis.
+        figure.update_layout(height=420, margin={"b": 110},
+                             legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0})
         st.plotly_chart(figure, width="stretch", key="k_chart")
+        if metric == "val mAP":
+            st.warning("Validation mAP is averaged over each run's own label set: a smaller K has fewer, more "
+                       "frequent tags and scores higher for that reason alone, so this is not comparable across K. "
+                       + (f"Choose *{COMMON_TAGS_MAP}* or a probe score to compare." if COMMON_TAGS_MAP in
+                          k_metric_options(db_cursor(), group) else "A probe score is comparable across K."),
+                       icon=":material/warning:")
+        elif metric == COMMON_TAGS_MAP:
+            st.caption(f"Average precision over the {values.attrs.get('common_tags') or 0:,} tags every compared "
+                       "vocabulary has (each run's last validation): the same label set for every K.")
         st.caption("Coverage of the vocabulary as of " + (f"decision #{as_of} (the version these exports were made "
                                                           "from)" if as_of is not None else
                                                           "now (the runs' exports come from several versions)"))

@@ -1,12 +1,16 @@
 """Tagging jobs: tag captions (offline lexicon, an OpenAI-compatible server or a local model) or caption audio,
-watch the job's progress, and read what failed with the model's raw answer."""
+watch the job's progress, and read what failed with the model's raw answer.
+
+A job that would change many clips is never started by one click: Start shows what it will change (clips it
+takes, clips that already carry another extractor's tags, the tag rows it would add) and whether its tags may
+feed the vocabulary (a use_extractors decision, undoable on the Vocabulary page); Confirm starts it."""
 import streamlit as st
 
 from curation.errors import UtsError
-from curation.extraction.backends import DEFAULT_CONCURRENCY, build_backend
+from curation.extraction.backends import DEFAULT_CONCURRENCY, TAG_BACKENDS, build_backend
 from curation.store.extraction import failures_frame, jobs_frame, work_summary
 from ui.db import db_cursor
-from ui.jobs import current_job, start_job
+from ui.jobs import current_job, job_outcome_is_mine, render_job_review, start_reviewed_job
 from ui.state import require_name, show_flash
 
 st.title("Tagging jobs")
@@ -24,8 +28,9 @@ with st.form("job_form"):
     task_label = st.radio("Job", ["Tag captions", "Caption audio"], horizontal=True, key="job_task")
     task = "tags" if task_label == "Tag captions" else "captions"
     b1, b2, b3 = st.columns(3)
-    backend = b1.selectbox("Backend", ["offline", "openai", "transformers"], key="job_backend",
-                           help="offline: lexicon rules, no model (tags only); openai: an OpenAI-compatible server "
+    backend = b1.selectbox("Backend", list(TAG_BACKENDS), key="job_backend",
+                           help="offline: open-vocabulary tags from spaCy, no model server (tags only, the default); "
+                                "lexicon: the closed audio lexicon (tags only); openai: an OpenAI-compatible server "
                                 "(vLLM, Ollama, llama.cpp, TGI); transformers: a model folder on this machine")
     base_url = b2.text_input("Server URL", placeholder="http://127.0.0.1:8000/v1", key="job_base_url")
     model = b3.text_input("Model (server name or local folder)", key="job_model")
@@ -39,16 +44,26 @@ with st.form("job_form"):
     submitted = st.form_submit_button("Start", type="primary", disabled=running)
 
 if submitted:
-    name = require_name()
-    if name is not None:
-        try:
-            new_backend = build_backend(backend, task, base_url=base_url.strip() or None,
-                                        model=model.strip() or None, concurrency=int(concurrency))
-            start_job(new_backend, task=task, limit=int(limit) or None, force=force, by=name,
-                      captioner=None if captioner.startswith("(") else captioner)
-            st.rerun()
-        except UtsError as exc:
-            st.error(str(exc))
+    try:  # the backend is built now so that a missing setting is reported before anything is asked
+        build_backend(backend, task, base_url=base_url.strip() or None, model=model.strip() or None,
+                      concurrency=int(concurrency))
+        st.session_state["job_review"] = {
+            "backend": backend, "task": task, "base_url": base_url.strip() or None, "model": model.strip() or None,
+            "concurrency": int(concurrency), "limit": int(limit) or None, "force": force,
+            "captioner": None if captioner.startswith("(") else captioner}
+    except UtsError as exc:
+        st.error(str(exc))
+
+if st.session_state.get("job_review") and not running:
+    confirmed = render_job_review(st.session_state["job_review"])
+    if confirmed:
+        name = require_name()
+        if name is not None:
+            try:
+                start_reviewed_job(st.session_state.pop("job_review"), confirmed, by=name)
+                st.rerun()
+            except UtsError as exc:
+                st.error(str(exc))
 
 
 @st.fragment(run_every="1s")
@@ -56,6 +71,14 @@ def job_progress() -> None:
     job = current_job()
     if job is None:
         st.caption("No job started in this app session yet.")
+        return
+    if job.running:
+        st.session_state["job_seen_running"] = id(job)
+    elif st.session_state.pop("job_seen_running", None) == id(job):
+        st.rerun(scope="app")  # the job just ended: redraw the whole page (Start, counts, the jobs table)
+    if not job.running and not job_outcome_is_mine(job):
+        # Somebody else's (or an earlier session's) finished job: its row is in the Jobs table below; its
+        # outcome box is for whoever started it, not for every later visitor.
         return
     progress = job.progress
     if progress is not None:

@@ -7,7 +7,8 @@ from curation.errors import UtsError
 from curation.runs.backends import BACKENDS, DEVICES, OBJECTIVES, SIZES
 from curation.runs.compare import audit_campaign_names, exports_table, lineage, run_detail, runs_table, tag_ap_frame
 from curation.runs.follow import cancel_run, refresh_runs
-from curation.runs.launch import SWEEP_KS, LaunchRequest, launch_runs, parse_key_values
+from curation.runs.launch import LaunchRequest, default_sweep_ks, launch_runs, parse_key_values, total_steps
+from curation.runs.manage import archive_runs
 from ui.db import db_cursor
 from ui.runs import curve_figures, reattach_runs, run_label
 from ui.state import flash, require_name, show_flash, tag_matrix, vocabulary_view
@@ -37,8 +38,9 @@ with st.expander("Launch a run", expanded=st.session_state.get("launch_open", Fa
         if source == "export now at K":
             ks = (int(st.number_input("K", 1, max(n_tags, 1), min(1000, max(n_tags, 1)), key="launch_k")),)
         else:
+            # Defaults fitted to this vocabulary: 800..3,000 on a 99-tag vocabulary would all clip to one run.
             chosen = st.text_input("K values (comma-separated; clipped to the vocabulary size)",
-                                   ", ".join(str(k) for k in SWEEP_KS), key="launch_ks")
+                                   ", ".join(str(k) for k in default_sweep_ks(n_tags)), key="launch_ks")
             try:
                 ks = tuple(int(part) for part in chosen.replace(" ", "").split(",") if part)
             except ValueError:
@@ -93,8 +95,16 @@ table = runs_table(db_cursor())
 if table.empty:
     st.info("No runs yet. Launch one above, or import a run directory with `python -m curation runs import DIR`.")
     st.stop()
+n_archived = int(table["archived_at"].notna().sum())
+show_archived = st.toggle(f"Show archived runs ({n_archived:,})", key="runs_show_archived", disabled=not n_archived)
+if not show_archived:
+    table = table[table["archived_at"].isna()]
+if table.empty:
+    st.info("Every run is archived: turn on *Show archived runs*.")
+    st.stop()
 st.dataframe(table.drop(columns=["run_dir"]), hide_index=True, width="stretch", key="runs_table",
-             column_config={"final_val_map": st.column_config.NumberColumn("val mAP", format="%.4f")})
+             column_config={"final_val_map": st.column_config.NumberColumn("val mAP", format="%.4f"),
+                            "archived_at": st.column_config.DatetimeColumn("Archived", format="YYYY-MM-DD HH:mm")})
 
 rows = {r["run_id"]: r for r in table.to_dict("records")}
 if st.session_state.get("run_pick") not in rows:
@@ -116,6 +126,10 @@ def live_run() -> None:
     cols[2].metric("Val mAP", f"{run['final_val_map']:.4f}" if run["final_val_map"] is not None else "—")
     cols[3].metric("K", f"{run['k']:,}" if run["k"] is not None else "—")
     cols[4].metric("Backend", f"{run['backend']} {run['backend_id'] or ''}".strip())
+    planned = total_steps(run)
+    if planned:
+        done = int(run["last_step"] or 0)
+        st.progress(min(done / planned, 1.0), text=f"Step {done:,} of {planned:,} ({done / planned:.0%})")
     if run["message"] and run["state"] in ("failed", "queued", "cancelled"):
         (st.error if run["state"] == "failed" else st.info)(run["message"])
     if detail.active and st.button("Cancel run", key="cancel_button"):
@@ -134,6 +148,19 @@ def live_run() -> None:
 live_run()
 detail = run_detail(db_cursor(), run_id)
 run = detail.run
+archived = rows[run_id].get("archived_at") is not None and rows[run_id]["archived_at"] == rows[run_id]["archived_at"]
+if not detail.active and st.button("Restore this run to the lists" if archived else "Archive this run",
+                                   key="archive_button",
+                                   help="Archived runs are hidden from the run lists and pickers; nothing is deleted."):
+    name = require_name()
+    if name is not None:
+        try:
+            archive_runs(db_cursor(), [run_id], by=name, archived=not archived)
+            flash(f"{'Restored' if archived else 'Archived'} {run_id}.")
+            st.session_state.pop("run_pick", None)
+            st.rerun()
+        except UtsError as exc:
+            st.error(str(exc))
 
 st.subheader("Probe results")
 if detail.probes.empty:

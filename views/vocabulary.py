@@ -1,16 +1,17 @@
 """Vocabulary: canonical tags ranked by TF-IDF, merge / rename / prune / restore, merge suggestions, the K
-explorer with coverage curves, and the decision log with undo. Every action is one decision row."""
+explorer with coverage curves, the tag sources (which extractors' tags feed the vocabulary), and the decision log
+with undo. Every action is one decision row; the open tab stays open after it and its selection is cleared."""
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from curation.vocabulary.decisions import Decision, decision_log_frame, list_decisions
-from curation.vocabulary.ranking import K_MARKS, ranking_table
+from curation.vocabulary.ranking import K_MARKS, ranking_table, tag_source_table
 from curation.vocabulary.tag_details import tag_examples
 from ui.audio import play_clip
 from ui.db import db_cursor
 from ui.decide import decide
-from ui.state import selected_k, show_flash, vocabulary_view
+from ui.state import FORGET, selected_k, show_flash, vocabulary_view
 from ui.text import escape_markdown, inline_code
 
 st.title("Vocabulary")
@@ -30,9 +31,17 @@ cols[0].metric("Canonical tags", f"{n_tags:,}")
 cols[1].metric(f"Clips kept at K={k:,}", f"{coverage_at_k.share_kept:.1%}")
 cols[2].metric("Mean tags per kept clip", f"{coverage_at_k.mean_tags:.2f}")
 cols[3].metric("Pruned tags", f"{len(view.pruned):,}")
-cols[4].metric("Decisions", f"{len(state.active_ids):,} in effect")
+log = decision_log_frame(list_decisions(db_cursor()), state)
+n_undone = int(log["status"].str.startswith("undone").sum()) if not log.empty else 0
+cols[4].metric("Decisions", f"{int((log['status'] == 'in effect').sum()) if not log.empty else 0:,} in effect",
+               help=f"{n_undone:,} undone" if n_undone else None)
 
-tags_tab, suggestions_tab, k_tab, log_tab = st.tabs(["Tags", "Merge suggestions", "K explorer", "Decisions"])
+# Keyed tabs remember the open one across the rerun that follows every action.
+tags_tab, suggestions_tab, k_tab, sources_tab, log_tab = st.tabs(
+    ["Tags", "Merge suggestions", "K explorer", "Tag sources", "Decisions"], key="vocabulary_tab", on_change="rerun")
+# What an action on the Tags tab used up, cleared for the next one (ui.state.reset_widgets_next_run).
+TAG_ACTION_STATE = {"tag_pick": [], "tag_table": FORGET, "decision_reason": "", "merge_target": FORGET,
+                    "rename_to": ""}
 
 with tags_tab:
     query = st.text_input("Search tags", key="tag_search", placeholder="e.g. drum")
@@ -51,15 +60,15 @@ with tags_tab:
         with merge_col:
             target = st.text_input("Merge into", value=chosen[0], key="merge_target")
             if st.button("Merge", disabled=len(chosen) < 2 and target == chosen[0], key="merge_button"):
-                decide(Decision.merge(chosen, into=target.strip()), reason)
+                decide(Decision.merge(chosen, into=target.strip()), reason, clear=TAG_ACTION_STATE)
         with rename_col:
             new_name = st.text_input("Rename to", key="rename_to", disabled=len(chosen) != 1)
             if st.button("Rename", disabled=len(chosen) != 1 or not new_name.strip(), key="rename_button"):
-                decide(Decision.rename(chosen[0], to=new_name.strip()), reason)
+                decide(Decision.rename(chosen[0], to=new_name.strip()), reason, clear=TAG_ACTION_STATE)
         with prune_col:
             st.write("Exclude from every vocabulary")
             if st.button("Prune", key="prune_button"):
-                decide(Decision.prune(chosen), reason)
+                decide(Decision.prune(chosen), reason, clear=TAG_ACTION_STATE)
         st.subheader(f"What {inline_code(chosen[0])} stands for")
         for example in tag_examples(db_cursor(), chosen[0], state, limit=4):
             with st.container(border=True):
@@ -72,7 +81,7 @@ with tags_tab:
         with st.expander(f"Pruned tags ({len(view.pruned)})"):
             restore = st.multiselect("Restore", view.pruned, key="restore_choice")
             if st.button("Restore selected", disabled=not restore, key="restore_button"):
-                decide(Decision.restore(restore))
+                decide(Decision.restore(restore), clear={"restore_choice": []})
 
 with suggestions_tab:
     from ui.suggestions import render_prune_suggestions, render_suggestions
@@ -80,6 +89,10 @@ with suggestions_tab:
     render_suggestions()
     with st.expander("Prune suggestions"):
         render_prune_suggestions(k, decide)
+    with st.expander("Compare with a published vocabulary (label_K.json)"):
+        from ui.published import render_published_compare
+
+        render_published_compare()
 
 with k_tab:
     coverage = view.coverage
@@ -119,15 +132,41 @@ with k_tab:
     d1.dataframe({"tags only in the larger vocabulary": entering[:500]}, hide_index=True, width="stretch")
     d2.dataframe({"clips lost at the smaller K": lost[:500]}, hide_index=True, width="stretch")
 
+with sources_tab:
+    sources = tag_source_table(db_cursor(), state)
+    st.caption("Every tagging job and every ingest writes tag rows under an extractor's name. Only the extractors "
+               "chosen here feed the ranking, the tag map and exports; the choice is a decision (undo it in the "
+               "Decisions tab). Until one is made, every extractor's tags are used.")
+    if sources.empty:
+        st.info("No tag rows yet.")
+    else:
+        st.dataframe(sources, hide_index=True, width="stretch", key="sources_table", column_config={
+            "extractor": "Extractor", "tag_rows": "Tag rows", "clips": "Clips", "distinct_tags": "Distinct tags",
+            "feeds_vocabulary": st.column_config.CheckboxColumn("Feeds the vocabulary")})
+        in_use = sources.loc[sources["feeds_vocabulary"], "extractor"].tolist()
+        wanted = st.multiselect("Use the tags of", sources["extractor"].tolist(), default=in_use,
+                                key="sources_pick")
+        source_reason = st.text_input("Why these sources (stored with the decision)", key="sources_reason")
+        unchanged = state.extractors is not None and set(wanted) == set(state.extractors)
+        if st.button("Use these sources", disabled=not wanted or unchanged, key="sources_button"):
+            decide(Decision.use_extractors(wanted), source_reason, clear={"sources_pick": FORGET, "sources_reason": ""})
+
 with log_tab:
-    log = decision_log_frame(list_decisions(db_cursor()), state)
     if log.empty:
         st.info("No decisions yet. Merge, rename or prune tags on the Tags tab.")
     else:
-        st.dataframe(log, hide_index=True, width="stretch", key="log_table")
+        # Undone rows are greyed: nobody mistakes them for decisions in effect.
+        shown = log.drop(columns=["in_effect"]).style.apply(
+            lambda row: ["color: #9aa0a6" if row["status"] != "in effect" else "" for _ in row], axis=1)
+        st.dataframe(shown, hide_index=True, width="stretch", key="log_table",
+                     column_config={"decision_id": st.column_config.NumberColumn("#", width="small"),
+                                    "status": st.column_config.TextColumn("Status", width="medium"),
+                                    "when": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
+                                    "by": "By", "what": st.column_config.TextColumn("What", width="large"),
+                                    "reason": "Reason"})
         undoable = log[log["in_effect"]]
         labels = {int(r.decision_id): f"#{r.decision_id}: {r.what} (by {r.by})" for r in undoable.itertuples()}
         choice = st.selectbox("Decision to undo", list(labels), format_func=labels.get, index=None,
                               key="undo_choice", placeholder="pick a decision")
         if st.button("Undo", disabled=choice is None, key="undo_button"):
-            decide(Decision.undo(int(choice)), "undone from the decision log")
+            decide(Decision.undo(int(choice)), "undone from the decision log", clear={"undo_choice": None})

@@ -4,6 +4,8 @@ Place in the flow: written by ``python -m curation users add|remove|set-role``; 
 (ui/auth.py) and, with an identity provider (Streamlit's OIDC ``st.login``), used to map the signed-in email
 to a role. A JSON file (mode 0600), replaced atomically on every change, so a crash never leaves half a file.
 Passwords are stored as scrypt hashes with a per-user random salt and compared in constant time.
+The first user is an admin, and no change (remove, set-role, add --replace) may leave the file without one: an
+app whose sign-in turned on must always have somebody who can reach its Users page.
 
 Where: ``$UTS_USERS_FILE``, else ``users.json`` beside the database.
 
@@ -124,6 +126,12 @@ def add_user(path: Path, name: str, *, role: str, password: str | None = None, e
     data = _load(path)
     if name in data["users"] and not replace:
         raise UsersFileError(f"user {name!r} exists already in {path}; remove it first or use set-role")
+    if not data["users"] and role != "admin":
+        raise UsersFileError(f"user {name!r}: the first user must be an admin (role {role!r} given): adding a user "
+                             "turns sign-in on, and without an admin nobody could manage users; add yourself with "
+                             "--role admin first")
+    if replace and name in data["users"]:
+        _refuse_losing_the_last_admin(path, data, name, role)
     entry: dict = {"role": role, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if email:
         entry["email"] = email.strip().lower()
@@ -141,6 +149,7 @@ def remove_user(path: Path, name: str) -> None:
     data = _load(path)
     if name not in data["users"]:
         raise UsersFileError(f"no user {name!r} in {path}; `python -m curation users list` shows who is there")
+    _refuse_losing_the_last_admin(path, data, name, None)
     del data["users"][name]
     _save(path, data)
 
@@ -151,9 +160,25 @@ def set_role(path: Path, name: str, role: str) -> User:
     data = _load(path)
     if name not in data["users"]:
         raise UsersFileError(f"no user {name!r} in {path}; add them with `python -m curation users add`")
+    _refuse_losing_the_last_admin(path, data, name, role)
     data["users"][name]["role"] = role
     _save(path, data)
     return _user(name, data["users"][name])
+
+
+def admin_names(path: Path) -> list[str]:
+    return sorted(name for name, entry in _load(path)["users"].items() if entry.get("role") == "admin")
+
+
+def _refuse_losing_the_last_admin(path: Path, data: dict, name: str, new_role: str | None) -> None:
+    """Refuse removing (``new_role`` None) or demoting ``name`` when they are the only admin left."""
+    if data["users"][name].get("role") != "admin" or new_role == "admin":
+        return
+    admins = [other for other, entry in data["users"].items() if entry.get("role") == "admin"]
+    if admins == [name]:
+        what = "remove" if new_role is None else f"make {new_role} of"
+        raise UsersFileError(f"cannot {what} {name!r}: they are the last admin in {path}, and without an admin "
+                             "nobody can manage users; make another user admin first")
 
 
 def list_users(path: Path) -> list[User]:

@@ -8,6 +8,10 @@ clip, and two annotators racing for a slot cannot both get it: claims and submis
 ``store_audit.WRITE_LOCK`` (the app is the one process writing the database, its sessions share one connection),
 so neither ever meets a write conflict and neither fails while free slots remain.
 
+An annotator may skip a clip (its slot is given back and the clip comes back once nothing else is left for
+them), see where they are in their queue (``queue_progress``), and go back to revise what they last submitted
+(``previous_item`` then ``submit(..., revise=True)``, which replaces that clip's answers in one transaction).
+
 Example::
 
     campaign_id = create_campaign(con, "pilot", sample_size=200, by="ana")
@@ -17,7 +21,7 @@ Example::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import numpy as np
@@ -134,15 +138,88 @@ def _strata(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> pd.Series:
     return frame["domain"] + " | " + frame["source"] + " | df " + pd.Series(bands, index=frame.index)
 
 
-def next_item(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str) -> AuditItem | None:
-    """The annotator's open item, or a newly claimed one; None when nothing is left for them."""
+@dataclass(frozen=True)
+class QueueProgress:
+    """Where an annotator stands in one campaign: ``position`` of ``total`` (the clip on screen counted)."""
+
+    submitted: int
+    open: int  # claimed, not yet submitted (the clip on screen)
+    claimable: int  # clips with a free slot they could still get
+
+    @property
+    def total(self) -> int:
+        return self.submitted + self.open + self.claimable
+
+    @property
+    def position(self) -> int:
+        return min(self.submitted + 1, self.total)
+
+
+@dataclass(frozen=True)
+class PastSubmission:
+    """What an annotator answered on a clip they already submitted (to revise it)."""
+
+    item: AuditItem
+    verdicts: dict
+    added: tuple[str, ...]
+    rating: int | None
+    note: str | None
+
+
+def next_item(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str, *,
+              avoid_clip_keys: list[int] | None = None) -> AuditItem | None:
+    """The annotator's open item, or a newly claimed one (clips in ``avoid_clip_keys``, the ones they skipped,
+    only once nothing else is free); None when nothing is left for them."""
     annotator = _annotator(permissions.authorize("audit", annotator))
     with store_audit.WRITE_LOCK, store.transaction(con):
         held = store_audit.open_slot_of(con, campaign_id, annotator)
-        claimed = held or store_audit.claim_free_slot(con, campaign_id, annotator)
+        claimed = held or store_audit.claim_free_slot(con, campaign_id, annotator, avoid_clip_keys)
     if claimed is None:
         return None
-    clip_key, slot = claimed
+    return _item(con, campaign_id, *claimed)
+
+
+def skip_item(con: duckdb.DuckDBPyConnection, item: AuditItem, annotator: str, *,
+              avoid_clip_keys: list[int] | None = None) -> AuditItem | None:
+    """Give back the slot of ``item`` (not judged) and claim the next clip, preferring any clip not in
+    ``avoid_clip_keys`` and not ``item`` itself; the skipped clip returns when nothing else is left. One
+    transaction under the write lock: the slot is free for others the moment it is given back."""
+    annotator = _annotator(permissions.authorize("audit", annotator))
+    avoid = sorted({*(avoid_clip_keys or ()), item.clip_key})
+    with store_audit.WRITE_LOCK, store.transaction(con):
+        if not store_audit.release_open_slot(con, item.campaign_id, item.clip_key, item.slot, annotator):
+            raise AuditError(f"clip {item.clip_id} slot {item.slot}: not an open slot of {annotator!r}; nothing to skip")
+        held = store_audit.open_slot_of(con, item.campaign_id, annotator)
+        claimed = held or store_audit.claim_free_slot(con, item.campaign_id, annotator, avoid)
+    return _item(con, item.campaign_id, *claimed) if claimed is not None else None
+
+
+def queue_progress(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str) -> QueueProgress:
+    return QueueProgress(*store_audit.queue_counts(con, campaign_id, _annotator(annotator)))
+
+
+def previous_item(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str, *,
+                  before: AuditItem | None = None) -> PastSubmission | None:
+    """The annotator's most recent submission in this campaign (or the one before ``before``, itself a past
+    submission), with their answers; None when there is none."""
+    annotator = _annotator(annotator)
+    before_at = None
+    if before is not None:
+        row = store_audit.slot_holder(con, before.campaign_id, before.clip_key, before.slot)
+        before_at = row[1]
+    found = store_audit.last_submitted_slot_of(con, campaign_id, annotator, before_at)
+    if found is None:
+        return None
+    clip_key, slot, _at = found
+    answers = store_audit.submission_of(con, campaign_id, clip_key, annotator)
+    item = _item(con, campaign_id, clip_key, slot)
+    if answers["verdicts"]:  # the tags as they were judged (later merges must not change what is revised)
+        item = replace(item, tags=tuple(sorted(answers["verdicts"])))
+    return PastSubmission(item=item, verdicts=answers["verdicts"], added=tuple(answers["added"]),
+                          rating=answers["rating"], note=answers["note"])
+
+
+def _item(con: duckdb.DuckDBPyConnection, campaign_id: int, clip_key: int, slot: int) -> AuditItem:
     clip = store_audit.clip_for_audit(con, clip_key)
     state = replay(list_decisions(con))
     tags = tuple(sorted({state.canonical(tag) for tag in clip["raw_tags"] or ()}))
@@ -153,9 +230,11 @@ def next_item(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str) 
 
 
 def submit(con: duckdb.DuckDBPyConnection, item: AuditItem, annotator: str, verdicts: dict[str, str], *,
-           added: list[str] | None = None, rating: int | None = None, note: str | None = None) -> None:
+           added: list[str] | None = None, rating: int | None = None, note: str | None = None,
+           revise: bool = False) -> None:
     """Store one clip's judgement (every tag's verdict, tags the audio has but the list misses, a 1-5 rating)
-    in one transaction; refused unless the slot is this annotator's and still open."""
+    in one transaction; refused unless the slot is this annotator's and still open, or, with ``revise``, already
+    submitted by them (their earlier answers on it are replaced)."""
     annotator = _annotator(permissions.authorize("audit", annotator))
     missing = [tag for tag in item.tags if tag not in verdicts]
     if missing:
@@ -177,8 +256,12 @@ def submit(con: duckdb.DuckDBPyConnection, item: AuditItem, annotator: str, verd
         holder, submitted_at = store_audit.slot_holder(con, item.campaign_id, item.clip_key, item.slot)
         if holder != annotator:
             raise AuditError(f"clip {item.clip_id} slot {item.slot} is held by {holder!r}, not {annotator!r}")
-        if submitted_at is not None:
+        if submitted_at is not None and not revise:
             raise AuditError(f"clip {item.clip_id}: already submitted by {annotator!r}")
+        if revise and submitted_at is None:
+            raise AuditError(f"clip {item.clip_id}: not submitted yet by {annotator!r}; nothing to revise")
+        if revise:
+            store_audit.delete_submission(con, item.campaign_id, item.clip_key, annotator)
         store_audit.write_submission(con, campaign_id=item.campaign_id, clip_key=item.clip_key, slot=item.slot,
                                      annotator=annotator, verdicts=dict(verdicts), added=added_tags,
                                      rating=rating, note=(note or None), seconds_spent=seconds)

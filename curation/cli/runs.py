@@ -68,6 +68,13 @@ def add_commands(commands, db_argument) -> None:
     cancel.add_argument("run_id")
     cancel.add_argument("--by", help="who cancels")
 
+    archive = actions.add_parser("archive", help="hide finished runs from the lists (kept, with their metrics); "
+                                                 "--restore brings them back")
+    db_argument(archive)
+    archive.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    archive.add_argument("--restore", action="store_true", help="unarchive instead")
+    archive.add_argument("--by", help="who archives")
+
     show = actions.add_parser("show", help="one run: state, settings, latest metrics, probe results, lineage, log")
     db_argument(show)
     show.add_argument("run_id")
@@ -110,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
         elif args.runs_action == "cancel":
             follow.cancel_run(con, args.run_id, by=args.by)
             print(f"{args.run_id}: cancelled")
+        elif args.runs_action == "archive":
+            from curation.runs.manage import archive_runs
+
+            changed = archive_runs(con, args.run_ids, by=args.by, archived=not args.restore)
+            print(f"{'restored' if args.restore else 'archived'} {changed} of {len(args.run_ids)} runs")
         else:
             follow.refresh_runs(con, [args.run_id])
             detail = compare.run_detail(con, args.run_id)

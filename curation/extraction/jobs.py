@@ -191,6 +191,58 @@ def run_job(con: duckdb.DuckDBPyConnection, backend, *, task: str = "tags", limi
                      skipped=plan.already_done, not_eligible=plan.not_eligible, tag_rows=tag_rows, seconds=seconds)
 
 
+@dataclass(frozen=True)
+class JobPreview:
+    """What a tagging job would change, before it runs (the app shows it and asks first)."""
+
+    task: str
+    producer: str  # the extractor name its tag rows will carry
+    planned: int  # clips it would ask about
+    skipped: int  # clips this producer + prompt already did (not forced)
+    not_eligible: int
+    clips_tagged_by_others: int  # planned clips that already carry tags of another extractor
+    tags_by_extractor: list[dict]  # per extractor over the planned clips: extractor, tag_rows, clips, distinct_tags
+    sampled: int  # clips the estimate below was measured on (0: no estimate; a model decides at run time)
+    estimated_tag_rows: int | None  # tag rows the job would add (measured on ``sampled`` clips, scaled)
+    estimated_new_tags: int | None  # distinct tag texts in the sample that the corpus does not have yet
+
+
+# Backends that answer on this machine without a model or a server: the preview runs them on a sample.
+PREVIEW_SAMPLED_BACKENDS = ("offline",)
+
+
+def preview_job(con: duckdb.DuckDBPyConnection, backend, *, task: str = "tags", limit: int | None = None,
+                force: bool = False, captioner: str | None = None, sample: int = 200) -> JobPreview:
+    """Plan the job without writing anything: which clips it would take, how many of them already have tags
+    from another extractor, and (for rule-based backends, measured on up to ``sample`` clips spread over the
+    plan) how many tag rows and new tag texts it would add."""
+    from curation.store import vocabulary as store_vocabulary
+
+    if task not in ("tags", "captions"):
+        raise UsageError(f"task {task!r}: expected 'tags' or 'captions'")
+    producer = producer_of(backend)
+    plan = store_extraction.plan_items(con, task=task, producer=producer, prompt_hash=prompt_hash_of(backend, task),
+                                       limit=limit, force=force, captioner=captioner)
+    keys = list(plan.clip_keys)
+    others = store_vocabulary.clips_with_any_tag(con, keys, excluding=producer) if keys else 0
+    by_extractor = store_vocabulary.extractor_summary(con, keys).to_dict("records") if keys else []
+    sampled, rows, new_tags = 0, None, None
+    if task == "tags" and keys and getattr(backend, "name", "") in PREVIEW_SAMPLED_BACKENDS:
+        step = max(1, len(keys) // sample)
+        chosen = keys[::step][:sample]
+        items = store_extraction.fetch_items(con, chosen, task=task, captioner=captioner)
+        labels: list[tuple[str, ...]] = [_outcome(answer, task).outputs
+                                         for answer in backend.answers(_request_for(i, task) for i in items)]
+        sampled = len(labels)
+        if sampled:
+            rows = round(sum(len(set(found)) for found in labels) * len(keys) / sampled)
+            known = store_vocabulary.known_tag_texts(con)
+            new_tags = len({tag for found in labels for tag in found} - known)
+    return JobPreview(task=task, producer=producer, planned=len(keys), skipped=plan.already_done,
+                      not_eligible=plan.not_eligible, clips_tagged_by_others=others, tags_by_extractor=by_extractor,
+                      sampled=sampled, estimated_tag_rows=rows, estimated_new_tags=new_tags)
+
+
 def _request_for(item: store_extraction.PendingItem, task: str) -> Request:
     if task == "tags":
         return Request(key=item.clip_key, messages=messages_for(item.caption), text=item.caption)

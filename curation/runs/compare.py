@@ -188,9 +188,16 @@ def k_groups(con: duckdb.DuckDBPyConnection) -> list[KGroup]:
     return sorted(out, key=lambda g: (-len(set(g.ks)), g.label))
 
 
+# Validation mAP is averaged over each run's own label set, so a smaller K scores higher for that reason alone;
+# this one averages AP over the tags every compared vocabulary has, which is comparable across K.
+COMMON_TAGS_MAP = "val mAP over the tags common to every K"
+
+
 def k_metric_options(con: duckdb.DuckDBPyConnection, group: KGroup) -> list[str]:
     probes = store_runs.probe_frame(con, group.run_ids)
     options = ["val mAP"]
+    if all(not store_runs.tag_ap_frame(con, r).empty for r in group.run_ids):
+        options.append(COMMON_TAGS_MAP)
     if not probes.empty:
         pretrained = probes[probes["encoder"] == "pretrained"]
         options += sorted({f"probe: {t} / {p}" for t, p in zip(pretrained["task"], pretrained["pooling"])})
@@ -200,8 +207,17 @@ def k_metric_options(con: duckdb.DuckDBPyConnection, group: KGroup) -> list[str]
 def k_metric_frame(con: duckdb.DuckDBPyConnection, group: KGroup, metric: str) -> pd.DataFrame:
     """k, run_id, value (mean over runs at the same K as ``value_mean``) for one downstream metric."""
     rows = {r["run_id"]: r for r in store_runs.runs_in(con, group.run_ids)}
+    common: set[str] | None = None
     if metric == "val mAP":
         values = [(rows[r]["k"], r, rows[r]["final_val_map"]) for r in group.run_ids]
+    elif metric == COMMON_TAGS_MAP:
+        per_run = {r: store_runs.tag_ap_frame(con, r) for r in group.run_ids}
+        for frame_ in per_run.values():
+            tags = set(frame_.loc[frame_["ap"].notna(), "tag"])
+            common = tags if common is None else common & tags
+        common = common or set()
+        values = [(rows[r]["k"], r, float(per_run[r].loc[per_run[r]["tag"].isin(common), "ap"].mean())
+                   if common else None) for r in group.run_ids]
     else:
         task, _, pooling = metric.removeprefix("probe: ").rpartition(" / ")
         probes = store_runs.probe_frame(con, group.run_ids)
@@ -210,7 +226,9 @@ def k_metric_frame(con: duckdb.DuckDBPyConnection, group: KGroup, metric: str) -
         values = [(rows[r]["k"], r, by_run.get(r)) for r in group.run_ids]
     frame = pd.DataFrame(values, columns=["k", "run_id", "value"]).astype({"value": float})
     frame["value_mean"] = frame.groupby("k")["value"].transform("mean")
-    return frame.sort_values(["k", "run_id"], ignore_index=True)
+    frame = frame.sort_values(["k", "run_id"], ignore_index=True)
+    frame.attrs["common_tags"] = len(common) if common is not None else None
+    return frame
 
 
 def coverage_at(con: duckdb.DuckDBPyConnection, ks: Sequence[int], last_decision_id: int | None,
@@ -263,3 +281,16 @@ def audit_campaign_names(con: duckdb.DuckDBPyConnection) -> list[str]:
 
     return store_audit.campaigns(con)["name"].tolist()
 
+
+
+def exports_with_runs(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every export, newest first, with its lineage (K, ranking, last decision, content hash) and the runs that
+    trained on it."""
+    exports = store_runs.exports_frame(con)
+    runs = store_runs.runs_frame(con)
+    used_by: dict[int, list[str]] = {}
+    for export_id, run_id in zip(runs["export_id"], runs["run_id"]):
+        if pd.notna(export_id):
+            used_by.setdefault(int(export_id), []).append(str(run_id))
+    exports["runs"] = [", ".join(sorted(used_by.get(int(e), []))) for e in exports["export_id"]]
+    return exports

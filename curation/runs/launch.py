@@ -201,3 +201,22 @@ def _start_one(con, request: LaunchRequest, job: launcher.JobSpec, export: dict,
     return run_id
 
 
+
+
+def default_sweep_ks(n_tags: int, marks: Sequence[int] = SWEEP_KS) -> tuple[int, ...]:
+    """The K values a sweep offers for a vocabulary of ``n_tags`` canonical tags: the paper's marks that fit, and
+    otherwise (a small vocabulary, where 800..3,000 would all clip to one run) four sizes spread up to n_tags."""
+    fitting = tuple(k for k in marks if k <= n_tags)
+    if len(fitting) >= 3:
+        return fitting
+    if n_tags < 4:
+        return tuple(range(1, n_tags + 1))
+    return tuple(sorted({max(1, round(n_tags * share)) for share in (0.25, 0.5, 0.75, 1.0)}))
+
+
+def total_steps(run: dict) -> int | None:
+    """The steps a run was launched for (its config or the trainer's own config), if known."""
+    for source in (run.get("train_config"), run.get("config")):
+        if isinstance(source, dict) and isinstance(source.get("steps"), (int, float)) and source["steps"] > 0:
+            return int(source["steps"])
+    return None

@@ -69,14 +69,18 @@ def open_slot_of(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: st
     return rows[0] if rows else None
 
 
-def claim_free_slot(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str) -> tuple | None:
-    """Claim the first free slot of a clip this annotator holds no slot of. Call inside a transaction opened
-    under ``WRITE_LOCK``: the slot chosen by the SELECT is then still free when the UPDATE runs."""
+def claim_free_slot(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str,
+                    avoid_clip_keys: list[int] | None = None) -> tuple | None:
+    """Claim the first free slot of a clip this annotator holds no slot of, preferring clips not in
+    ``avoid_clip_keys`` (those the annotator skipped: they come back once nothing else is left). Call inside a
+    transaction opened under ``WRITE_LOCK``: the slot chosen by the SELECT is then still free when the UPDATE
+    runs."""
     rows = con.execute("""
         SELECT clip_key, slot FROM audit_slots s
         WHERE campaign_id = ? AND annotator IS NULL
           AND clip_key NOT IN (SELECT clip_key FROM audit_slots WHERE campaign_id = ? AND annotator = ?)
-        ORDER BY position, slot LIMIT 1""", [campaign_id, campaign_id, annotator]).fetchall()
+        ORDER BY list_contains(?::INTEGER[], clip_key), position, slot LIMIT 1""",
+                       [campaign_id, campaign_id, annotator, list(avoid_clip_keys or [])]).fetchall()
     if not rows:
         return None
     clip_key, slot = rows[0]
@@ -84,6 +88,57 @@ def claim_free_slot(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator:
                    WHERE campaign_id = ? AND clip_key = ? AND slot = ? AND annotator IS NULL""",
                 [annotator, now_utc(), campaign_id, clip_key, slot])
     return clip_key, slot
+
+
+def release_open_slot(con: duckdb.DuckDBPyConnection, campaign_id: int, clip_key: int, slot: int,
+                      annotator: str) -> bool:
+    """Give back a claimed, unsubmitted slot (a skip); True when it was this annotator's. Under ``WRITE_LOCK``."""
+    held = con.execute("SELECT count(*) FROM audit_slots WHERE campaign_id = ? AND clip_key = ? AND slot = ? "
+                       "AND annotator = ? AND submitted_at IS NULL",
+                       [campaign_id, clip_key, slot, annotator]).fetchall()[0][0]
+    if held:
+        con.execute("UPDATE audit_slots SET annotator = NULL, claimed_at = NULL WHERE campaign_id = ? AND "
+                    "clip_key = ? AND slot = ?", [campaign_id, clip_key, slot])
+    return bool(held)
+
+
+def queue_counts(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str) -> tuple[int, int, int]:
+    """(submitted by this annotator, held open by them, clips with a free slot they could still claim)."""
+    return tuple(con.execute("""
+        SELECT (SELECT count(*) FROM audit_slots WHERE campaign_id = ? AND annotator = ? AND submitted_at IS NOT NULL),
+               (SELECT count(*) FROM audit_slots WHERE campaign_id = ? AND annotator = ? AND submitted_at IS NULL),
+               (SELECT count(DISTINCT clip_key) FROM audit_slots WHERE campaign_id = ? AND annotator IS NULL
+                  AND clip_key NOT IN (SELECT clip_key FROM audit_slots WHERE campaign_id = ? AND annotator = ?))""",
+        [campaign_id, annotator, campaign_id, annotator, campaign_id, campaign_id, annotator]).fetchall()[0])
+
+
+def last_submitted_slot_of(con: duckdb.DuckDBPyConnection, campaign_id: int, annotator: str,
+                           before=None) -> tuple | None:
+    """(clip_key, slot, submitted_at) of this annotator's latest submission (before ``before`` when given)."""
+    rows = con.execute("""
+        SELECT clip_key, slot, submitted_at FROM audit_slots
+        WHERE campaign_id = ? AND annotator = ? AND submitted_at IS NOT NULL AND (?::TIMESTAMPTZ IS NULL OR submitted_at < ?)
+        ORDER BY submitted_at DESC, position DESC LIMIT 1""", [campaign_id, annotator, before, before]).fetchall()
+    return rows[0] if rows else None
+
+
+def submission_of(con: duckdb.DuckDBPyConnection, campaign_id: int, clip_key: int, annotator: str) -> dict:
+    """What an annotator answered on one clip: verdicts by tag, added tags, rating, note."""
+    verdicts = dict(con.execute("SELECT tag, verdict FROM audit_verdicts WHERE campaign_id = ? AND clip_key = ? "
+                                "AND annotator = ?", [campaign_id, clip_key, annotator]).fetchall())
+    added = [row[0] for row in con.execute("SELECT tag FROM audit_added_tags WHERE campaign_id = ? AND clip_key = ? "
+                                           "AND annotator = ? ORDER BY tag", [campaign_id, clip_key, annotator]).fetchall()]
+    rating = con.execute("SELECT rating, note FROM audit_caption_ratings WHERE campaign_id = ? AND clip_key = ? AND "
+                         "annotator = ?", [campaign_id, clip_key, annotator]).fetchall()
+    return {"verdicts": verdicts, "added": added, "rating": rating[0][0] if rating else None,
+            "note": rating[0][1] if rating else None}
+
+
+def delete_submission(con: duckdb.DuckDBPyConnection, campaign_id: int, clip_key: int, annotator: str) -> None:
+    """Remove one clip's answers by one annotator before they are written again (a revision). In a transaction."""
+    for table in ("audit_verdicts", "audit_added_tags", "audit_caption_ratings"):
+        con.execute(f"DELETE FROM {table} WHERE campaign_id = ? AND clip_key = ? AND annotator = ?",
+                    [campaign_id, clip_key, annotator])
 
 
 def slot_holder(con: duckdb.DuckDBPyConnection, campaign_id: int, clip_key: int, slot: int) -> tuple:

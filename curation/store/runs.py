@@ -87,8 +87,16 @@ def runs_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         SELECT r.run_id, r.state, r.k, r.objective, r.size, r.backend, r.backend_id, r.export_id, r.sweep_id,
                r.last_step, r.final_val_map, r.created_by, r.created_at, r.ended_at, r.message,
                (SELECT count(*) FROM probe_results p WHERE p.run_id = r.run_id) AS probe_results,
-               r.run_dir
+               r.run_dir, r.archived_at
         FROM runs r ORDER BY r.created_at DESC, r.run_id DESC""").df()
+
+
+def set_archived(con: duckdb.DuckDBPyConnection, run_ids: Sequence[str], archived_at) -> int:
+    """Archive (a time) or unarchive (None) runs; returns how many rows changed."""
+    before = con.execute("SELECT count(*) FROM runs WHERE run_id IN (SELECT unnest(?)) AND "
+                         "archived_at IS DISTINCT FROM ?", [list(run_ids), archived_at]).fetchall()[0][0]
+    con.execute("UPDATE runs SET archived_at = ? WHERE run_id IN (SELECT unnest(?))", [archived_at, list(run_ids)])
+    return before
 
 
 def all_run_configs(con: duckdb.DuckDBPyConnection) -> list[dict]:

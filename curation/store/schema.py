@@ -192,6 +192,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             position INTEGER PRIMARY KEY, label VARCHAR NOT NULL, source VARCHAR NOT NULL,
             seeded_by VARCHAR NOT NULL, seeded_at TIMESTAMPTZ NOT NULL)""",
     )),
+    Migration(13, "archived runs: hidden from the run lists and pickers, kept with their metrics and lineage", (
+        "ALTER TABLE runs ADD COLUMN archived_at TIMESTAMPTZ",
+    )),
     Migration(14, "model-based audit: out-of-sample tag probabilities per run, clip and tag; suspects; per-tag "
                   "estimates", (
         # One row per run audited (a new audit of the run replaces all of its rows in one transaction).

@@ -49,13 +49,67 @@ def clip_exists(con: duckdb.DuckDBPyConnection, clip_id: object) -> bool:
     return con.execute("SELECT count(*) FROM clips WHERE clip_id = ?", [clip_id]).fetchall()[0][0] > 0
 
 
+MAX_EXTRACTORS = 62  # one bit per extractor in a pair's BIGINT mask
+
+
+def extractor_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Extractors a vocabulary may be fed from: those with tag rows, and producers of tagging jobs (a job that
+    has started but not yet written a row can already be chosen)."""
+    return {row[0] for row in con.execute(
+        "SELECT DISTINCT extractor FROM clip_tags UNION SELECT producer FROM extraction_jobs WHERE task = 'tags'"
+    ).fetchall()}
+
+
+def extractor_summary(con: duckdb.DuckDBPyConnection, clip_keys: list[int] | None = None):
+    """Per extractor: tag rows, clips and distinct tags, over every clip or over ``clip_keys`` only."""
+    import pyarrow as pa
+
+    if clip_keys is None:
+        return con.execute("""SELECT extractor, count(*) AS tag_rows, count(DISTINCT clip_key) AS clips,
+                                     count(DISTINCT tag_id) AS distinct_tags
+                              FROM clip_tags GROUP BY extractor ORDER BY extractor""").df()
+    con.register("scope_clips", pa.table({"clip_key": pa.array(clip_keys, pa.int64())}))
+    try:
+        return con.execute("""SELECT extractor, count(*) AS tag_rows, count(DISTINCT clip_key) AS clips,
+                                     count(DISTINCT tag_id) AS distinct_tags
+                              FROM clip_tags WHERE clip_key IN (SELECT clip_key FROM scope_clips)
+                              GROUP BY extractor ORDER BY extractor""").df()
+    finally:
+        con.unregister("scope_clips")
+
+
+def clips_with_any_tag(con: duckdb.DuckDBPyConnection, clip_keys: list[int], excluding: str | None = None) -> int:
+    """How many of ``clip_keys`` carry tag rows of some extractor other than ``excluding``."""
+    import pyarrow as pa
+
+    con.register("scope_clips", pa.table({"clip_key": pa.array(clip_keys, pa.int64())}))
+    try:
+        return con.execute("""SELECT count(DISTINCT clip_key) FROM clip_tags
+                              WHERE clip_key IN (SELECT clip_key FROM scope_clips) AND extractor IS DISTINCT FROM ?""",
+                           [excluding]).fetchall()[0][0]
+    finally:
+        con.unregister("scope_clips")
+
+
 def tag_matrix_inputs(con: duckdb.DuckDBPyConnection) -> dict:
-    """Everything the vocabulary engine needs, as numpy arrays over integer ids (distinct clip-tag pairs)."""
-    pairs = con.execute("SELECT DISTINCT clip_key, tag_id FROM clip_tags ORDER BY clip_key, tag_id").fetchnumpy()
+    """Everything the vocabulary engine needs, as numpy arrays over integer ids: the distinct clip-tag pairs,
+    each with a bit mask of the extractors that produced it (bit i = ``extractors[i]``)."""
+    extractors = [row[0] for row in con.execute(
+        "SELECT DISTINCT extractor FROM clip_tags ORDER BY extractor").fetchall()]
+    if len(extractors) > MAX_EXTRACTORS:
+        from curation.errors import UtsError
+
+        raise UtsError(f"clip_tags holds {len(extractors)} extractors: the vocabulary engine handles at most "
+                       f"{MAX_EXTRACTORS}; delete the tag rows of extractors you no longer use")
+    pairs = con.execute("""
+        WITH e AS (SELECT extractor, CAST(row_number() OVER (ORDER BY extractor) - 1 AS BIGINT) AS bit
+                   FROM (SELECT DISTINCT extractor FROM clip_tags))
+        SELECT clip_key, tag_id, bit_or(CAST(1 AS BIGINT) << bit) AS extractor_mask
+        FROM clip_tags JOIN e USING (extractor) GROUP BY clip_key, tag_id ORDER BY clip_key, tag_id""").fetchnumpy()
     clips = con.execute("SELECT clip_key, clip_id, coalesce(domain, 'unknown') AS domain, "
                         "coalesce(source, 'unknown') AS source FROM clips ORDER BY clip_key").fetchnumpy()
     tags = con.execute("SELECT tag_id, tag FROM tags ORDER BY tag_id").fetchnumpy()
-    return {"pairs": pairs, "clips": clips, "tags": tags, "version": corpus_version(con)}
+    return {"pairs": pairs, "clips": clips, "tags": tags, "extractors": extractors, "version": corpus_version(con)}
 
 
 def corpus_version(con: duckdb.DuckDBPyConnection) -> tuple:
@@ -121,3 +175,16 @@ def store_projection(con: duckdb.DuckDBPyConnection, projection_key: str, model:
     finally:
         con.unregister("new_projection")
 
+
+
+def clip_durations(con: duckdb.DuckDBPyConnection) -> dict:
+    """clip_id and duration_s (NaN when unknown) of every clip, as numpy arrays (the export preview's input)."""
+    return con.execute("SELECT clip_id, coalesce(duration_s, 'NaN'::DOUBLE) AS duration_s FROM clips "
+                       "ORDER BY clip_key").fetchnumpy()
+
+
+def latest_projection(con: duckdb.DuckDBPyConnection, model: str):
+    """(tags, xs, ys) of the most recent projection made with ``model``, or None (seeds a new tag set's layout)."""
+    rows = con.execute("SELECT projection_key FROM projection_meta WHERE model = ? ORDER BY created_at DESC LIMIT 1",
+                       [model]).fetchall()
+    return projection(con, rows[0][0]) if rows else None

@@ -2,8 +2,9 @@
 
 Place in the flow: ingest -> decide (this module) -> vocabulary (ranking, coverage) -> export.
 Actions: merge (tags -> target, new or existing), rename (one tag -> a new name), prune / restore (exclusion
-from every vocabulary), per-clip add / remove of a tag, and undo of any earlier decision (itself a decision:
-nothing is ever deleted, and undoing an undo redoes). Chains resolve (A->B then B->C sends A to C); a merge
+from every vocabulary), per-clip add / remove of a tag, use_extractors (whose tag rows feed the vocabulary: a
+tagging job adds a new extractor's rows to the corpus, and only this decision lets them into the ranking), and
+undo of any earlier decision (itself a decision: nothing is ever deleted, and undoing an undo redoes). Chains resolve (A->B then B->C sends A to C); a merge
 that would close a cycle is refused.
 
 Example::
@@ -28,7 +29,7 @@ from curation.ingest.tag_text import normalize_tag, tag_text_problem
 from curation.store import decisions as store_decisions
 from curation.store import vocabulary as store_vocabulary
 
-ACTIONS = ("merge", "rename", "prune", "restore", "clip_add", "clip_remove", "undo")
+ACTIONS = ("merge", "rename", "prune", "restore", "clip_add", "clip_remove", "use_extractors", "undo")
 
 
 class DecisionError(UtsError, ValueError):
@@ -74,6 +75,11 @@ class Decision:
         return Decision("clip_remove", {"clip_id": clip_id, "tag": tag})
 
     @staticmethod
+    def use_extractors(extractors: Iterable[str]) -> "Decision":
+        """From now on only these extractors' tag rows feed the vocabulary (until undone or replaced)."""
+        return Decision("use_extractors", {"extractors": sorted(set(extractors))})
+
+    @staticmethod
     def undo(decision_id: int) -> "Decision":
         return Decision("undo", {"decision_id": int(decision_id)})
 
@@ -95,6 +101,8 @@ class DecisionRecord:
             return f"{self.action} {', '.join(p['tags'])}"
         if self.action in ("clip_add", "clip_remove"):
             return f"{'add' if self.action == 'clip_add' else 'remove'} {p['tag']} on clip {p['clip_id']}"
+        if self.action == "use_extractors":
+            return f"use the tags of {', '.join(p['extractors'])}"
         return f"undo #{p['decision_id']}"
 
 
@@ -108,6 +116,8 @@ class CurationState:
     clip_removes: frozenset[tuple[str, str]] = frozenset()
     active_ids: frozenset[int] = frozenset()  # decisions in effect (not undone)
     last_decision_id: int = 0
+    # Extractors whose tag rows feed the vocabulary; None (no use_extractors decision in effect): all of them.
+    extractors: frozenset[str] | None = None
     skipped: tuple[tuple[int, str], ...] = ()  # (decision_id, why) for decisions replay could not apply
 
     def canonical(self, tag: str) -> str:
@@ -134,11 +144,24 @@ class CurationState:
 
 
 def decision_log_frame(records: list[DecisionRecord], state: CurationState):
-    """The log as a table, newest first, with whether each decision is still in effect."""
+    """The log as a table, newest first, with whether each decision is still in effect: ``status`` says it in
+    words (in effect / undone by #n / undo of #n / no effect), first, so that an undone row never looks active."""
     import pandas as pd
 
+    undone_by = {r.payload["decision_id"]: r.decision_id for r in records
+                 if r.action == "undo" and r.decision_id in state.active_ids}
+    no_effect = {decision_id for decision_id, _why in state.skipped}
+
+    def status(r: DecisionRecord) -> str:
+        if r.action == "undo":
+            return f"undo of #{r.payload['decision_id']}" if r.decision_id in state.active_ids else "undone"
+        if r.decision_id not in state.active_ids:
+            return f"undone by #{undone_by[r.decision_id]}" if r.decision_id in undone_by else "undone"
+        return "no effect" if r.decision_id in no_effect else "in effect"
+
     return pd.DataFrame({
-        "decision_id": [r.decision_id for r in records], "when": [r.decided_at for r in records],
+        "decision_id": [r.decision_id for r in records], "status": [status(r) for r in records],
+        "when": [r.decided_at for r in records],
         "by": [r.decided_by for r in records], "what": [r.describe() for r in records],
         "reason": [r.reason or "" for r in records],
         "in_effect": [r.decision_id in state.active_ids and r.action != "undo" for r in records],
@@ -165,6 +188,7 @@ def replay(records: list[DecisionRecord]) -> CurationState:
     pruned: set[str] = set()
     clip_edits: list[tuple[str, str, str]] = []  # (clip_id, tag as named, "add" | "remove"), in log order
     skipped: list[tuple[int, str]] = []
+    extractors: frozenset[str] | None = None
 
     def resolve(tag: str) -> str:
         while tag in parent:
@@ -190,6 +214,8 @@ def replay(records: list[DecisionRecord]) -> CurationState:
             pruned.difference_update(p["tags"])
         elif record.action in ("clip_add", "clip_remove"):
             clip_edits.append((p["clip_id"], p["tag"], "add" if record.action == "clip_add" else "remove"))
+        elif record.action == "use_extractors":
+            extractors = frozenset(p["extractors"])  # the latest choice in effect wins
     # Per-clip edits and prunes name tags as the curator saw them; they follow later merges, and for one clip
     # and canonical tag the latest edit wins.
     last_edit: dict[tuple[str, str], str] = {}
@@ -202,6 +228,7 @@ def replay(records: list[DecisionRecord]) -> CurationState:
         clip_removes=frozenset(key for key, op in last_edit.items() if op == "remove"),
         active_ids=frozenset(active),
         last_decision_id=max((r.decision_id for r in records), default=0),
+        extractors=extractors,
         skipped=tuple(skipped),
     )
 
@@ -253,6 +280,18 @@ def _check(con: duckdb.DuckDBPyConnection, decision: Decision, records: list[Dec
                 raise DecisionError(f"{decision.action}: {tag!r} already resolves to {target_canon!r}; nothing to do")
         if all(tag == target for tag in tags):
             raise DecisionError(f"{decision.action}: cannot merge {target!r} into itself")
+        if target_canon in state.pruned:
+            # Folding tags into a pruned one silently drops them from every vocabulary (a lasso of 26 tags into a
+            # pruned "studio" would): a merge target is never a pruned tag.
+            raise DecisionError(f"{decision.action} into {target!r}: {target_canon!r} is pruned, so every merged tag "
+                                "would leave the vocabulary with it; restore it first, or prune the tags instead")
+        pruned_sources = sorted({state.canonical(tag) for tag in tags} & state.pruned)
+        if pruned_sources:
+            # A prune follows later merges: merging a pruned tag would prune the target too.
+            raise DecisionError(f"{decision.action} into {target!r}: {', '.join(map(repr, pruned_sources))} "
+                                f"{'is' if len(pruned_sources) == 1 else 'are'} pruned, and merging "
+                                f"{'it' if len(pruned_sources) == 1 else 'them'} would prune {target!r} too; "
+                                "leave pruned tags out of the merge, or restore them first")
     elif decision.action in ("prune", "restore"):
         tags = p.get("tags") or []
         if not tags:
@@ -274,6 +313,18 @@ def _check(con: duckdb.DuckDBPyConnection, decision: Decision, records: list[Dec
             raise DecisionError(f"clip_add {tag!r}: expected {problem}")
         if decision.action == "clip_remove":
             require_known(tag)
+    elif decision.action == "use_extractors":
+        names = p.get("extractors")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+            raise DecisionError(f"use_extractors {names!r}: expected a non-empty list of extractor names")
+        known_extractors = store_vocabulary.extractor_names(con)
+        unknown = sorted(set(names) - known_extractors)
+        if unknown:
+            raise DecisionError(f"use_extractors: unknown extractor {', '.join(map(repr, unknown))}: expected one "
+                                f"of {', '.join(sorted(known_extractors)) or '(none: the corpus has no tags yet)'}")
+        if state.extractors is not None and set(names) == state.extractors:
+            raise DecisionError(f"use_extractors: {', '.join(sorted(names))} already feed the vocabulary; "
+                                "nothing to do")
     elif decision.action == "undo":
         target_id = p.get("decision_id")
         ids = {r.decision_id for r in records}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import duckdb
 import numpy as np
@@ -43,10 +44,18 @@ class TagMatrix:
     tag_texts: tuple[str, ...]  # index = tag_id (ids are dense from 1; index 0 unused)
     text_rank: np.ndarray  # per tag id: position of its text in sorted order (tie-break of the ranking)
     version: tuple
+    # Per slot: bit mask of the extractors that produced the pair (bit i = extractors[i]); None: not known.
+    slot_extractors: np.ndarray | None = None
+    extractors: tuple[str, ...] = ()
 
     @property
     def n_clips(self) -> int:
         return len(self.clip_ids)
+
+    @cached_property
+    def row_of_clip(self) -> dict[str, int]:
+        """clip_id -> row, built once per matrix (81 ms at 360k clips: too much to redo after every decision)."""
+        return {clip_id: i for i, clip_id in enumerate(self.clip_ids.tolist())}
 
 
 MEDIAN_DEPTH = 64  # median tags per clip is counted up to this many (the ingest cap, MAX_TAGS_PER_CLIP)
@@ -65,6 +74,8 @@ def load_tag_matrix(con: duckdb.DuckDBPyConnection) -> TagMatrix:
     width = int(slot.max()) + 1 if len(slot) else 1
     slots = np.full((len(clip_keys), width), -1, dtype=np.int32)
     slots[row, slot] = pair_tag
+    slot_extractors = np.zeros((len(clip_keys), width), dtype=np.int64)
+    slot_extractors[row, slot] = data["pairs"]["extractor_mask"].astype(np.int64)
     max_id = int(data["tags"]["tag_id"].max()) if len(data["tags"]["tag_id"]) else 0
     texts = [""] * (max_id + 1)
     for tag_id, text in zip(data["tags"]["tag_id"].tolist(), data["tags"]["tag"].tolist()):
@@ -74,7 +85,20 @@ def load_tag_matrix(con: duckdb.DuckDBPyConnection) -> TagMatrix:
     sources, source_index = np.unique(data["clips"]["source"].astype(str), return_inverse=True)
     return TagMatrix(clip_ids=np.asarray(data["clips"]["clip_id"], dtype=object), domain_index=domain_index,
                      domains=tuple(domains.tolist()), source_index=source_index, sources=tuple(sources.tolist()),
-                     slots=slots, tag_texts=tuple(texts), text_rank=text_rank, version=data["version"])
+                     slots=slots, tag_texts=tuple(texts), text_rank=text_rank, version=data["version"],
+                     slot_extractors=slot_extractors, extractors=tuple(data["extractors"]))
+
+
+def used_slots(matrix: TagMatrix, state: CurationState) -> np.ndarray:
+    """The matrix's slots with the pairs of extractors the state does not use blanked out (-1): a
+    use_extractors decision decides whose tag rows feed the vocabulary; none in effect means all of them."""
+    if state.extractors is None or matrix.slot_extractors is None:
+        return matrix.slots
+    allowed = 0
+    for bit, name in enumerate(matrix.extractors):
+        if name in state.extractors:
+            allowed |= 1 << bit
+    return np.where((matrix.slot_extractors & allowed) != 0, matrix.slots, -1).astype(matrix.slots.dtype)
 
 
 def _text_ranks(texts: list[str]) -> np.ndarray:
@@ -146,7 +170,7 @@ def compute_vocabulary(matrix: TagMatrix, state: CurationState, rank_by: str = "
         raise ValueError(f"rank_by={rank_by!r}: expected one of {RANKINGS}")
     mapping, texts = _canonical_ids(matrix, state)
     id_of = {text: i for i, text in enumerate(texts) if i > 0}
-    raw = matrix.slots
+    raw = used_slots(matrix, state)
     canon = np.where(raw >= 0, mapping[np.maximum(raw, 0)], -1)
     canon = _apply_clip_edits(canon, matrix, state, id_of, texts, mapping)
     canon = np.sort(canon, axis=1)
@@ -228,7 +252,7 @@ def _apply_clip_edits(canon: np.ndarray, matrix: TagMatrix, state: CurationState
                       texts: list[str], mapping: np.ndarray) -> np.ndarray:
     if not state.clip_adds and not state.clip_removes:
         return canon
-    row_of = {clip_id: i for i, clip_id in enumerate(matrix.clip_ids.tolist())}
+    row_of = matrix.row_of_clip
     canon = canon.copy()
     for clip_id, tag in state.clip_removes:
         if clip_id in row_of and tag in id_of:
@@ -284,3 +308,17 @@ def ranking_table(view: VocabularyView, matrix: TagMatrix, k: int, query: str = 
 def describe_domain_mix(shares: pd.DataFrame) -> list[str]:
     return [", ".join(f"{domain} {share:.0%}" for domain, share in row.items() if share > 0)
             for _, row in shares.iterrows()]
+
+
+def tag_source_table(con: duckdb.DuckDBPyConnection, state: CurationState) -> pd.DataFrame:
+    """Per extractor of the corpus: tag rows, clips, distinct tags and whether its rows feed the vocabulary
+    (every extractor does until a use_extractors decision chooses)."""
+    table = store_vocabulary.extractor_summary(con)
+    table["feeds_vocabulary"] = [state.extractors is None or name in state.extractors for name in table["extractor"]]
+    return table
+
+
+def vocabulary_sources(con: duckdb.DuckDBPyConnection, state: CurationState) -> list[str]:
+    """The extractors whose tag rows feed the vocabulary now (all of the corpus's when none was chosen)."""
+    present = sorted(store_vocabulary.extractor_summary(con)["extractor"])
+    return present if state.extractors is None else sorted(state.extractors)

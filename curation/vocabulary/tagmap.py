@@ -24,7 +24,7 @@ from curation import store
 from curation.store import vocabulary as store_vocabulary
 from curation.vocabulary.decisions import CurationState
 from curation.vocabulary.embeddings import embed_tags, model_name
-from curation.vocabulary.ranking import TagMatrix, VocabularyView
+from curation.vocabulary.ranking import TagMatrix, VocabularyView, used_slots
 
 UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_state": 0}
 # Below this many points UMAP's exact path is slow and its neighbour graph degenerate: use PCA instead.
@@ -48,8 +48,31 @@ def projection_key(model: str, tags: list[str], params: dict) -> str:
     return digest.hexdigest()[:32]
 
 
+# Measured on 2 cores (PLATFORM_NOTES): ~1,400 tags/s to embed; UMAP pays a ~25 s numba JIT once per process,
+# then a few seconds per 10k points. Used only to tell a person how long the first visit takes.
+EMBED_TAGS_PER_S = 1_400
+UMAP_JIT_S = 25.0
+UMAP_S_PER_POINT = 0.0004
+
+
+def projection_estimate_s(n_tags: int) -> tuple[float, float]:
+    """(embedding, projection) seconds a first computation of ``n_tags`` points takes, roughly."""
+    project_s = 0.5 if n_tags < MIN_POINTS_FOR_UMAP else UMAP_JIT_S + UMAP_S_PER_POINT * n_tags
+    return n_tags / EMBED_TAGS_PER_S + 3.0, project_s  # + model load
+
+
+def projection_is_cached(con: duckdb.DuckDBPyConnection, *, model_path: str | None = None,
+                         params: dict | None = None) -> tuple[bool, int]:
+    """Whether the projection of the current tag set is in the database, and how many tags it has."""
+    params = dict(UMAP_PARAMS if params is None else params)
+    tags = sorted(store_vocabulary.raw_tag_texts(con))
+    return store_vocabulary.projection(con, projection_key(model_name(model_path), tags, params)) is not None, len(tags)
+
+
 def tag_projection(con: duckdb.DuckDBPyConnection, *, model_path: str | None = None,
-                   params: dict | None = None) -> TagPoints:
+                   params: dict | None = None, on_stage=None) -> TagPoints:
+    """The 2-D points of every raw tag, from the cache or computed (then stored). ``on_stage(name, n_tags)`` is
+    called before each stage of a computation ("embedding", "projecting") so that a page can say where it is."""
     params = dict(UMAP_PARAMS if params is None else params)
     tags = sorted(store_vocabulary.raw_tag_texts(con))
     model = model_name(model_path)
@@ -58,15 +81,59 @@ def tag_projection(con: duckdb.DuckDBPyConnection, *, model_path: str | None = N
     if cached is not None:
         return TagPoints(key, *cached, computed_now=False)
     started = time.perf_counter()
+    if on_stage:
+        on_stage("embedding", len(tags))
     vectors = embed_tags(con, tags, model_path=model_path)
-    xy = _project(vectors, params)
+    if on_stage:
+        on_stage("projecting", len(tags))
+    previous = store_vocabulary.latest_projection(con, model)
+    init = _layout_seed(previous, tags, vectors)
+    xy = _project(vectors, params, init=init)
+    if init is not None:
+        xy = _aligned(xy, tags, previous)
     with store.transaction(con):
         store_vocabulary.store_projection(con, key, model, params, tags, xy[:, 0], xy[:, 1], time.perf_counter() - started)
     tags_sorted, xs, ys = store_vocabulary.projection(con, key)
     return TagPoints(key, tags_sorted, xs, ys, computed_now=True)
 
 
-def _project(vectors: np.ndarray, params: dict) -> np.ndarray:
+def _layout_seed(previous, tags: list[str], vectors: np.ndarray) -> np.ndarray | None:
+    """Start positions from the previous map: a tag already on it keeps its place, a new tag starts at the mean
+    place of its 5 most similar old tags. UMAP then moves points only as far as the new neighbourhoods require,
+    so a job that adds tags does not reshuffle the whole map."""
+    if previous is None or len(tags) < MIN_POINTS_FOR_UMAP:
+        return None
+    old_tags, old_x, old_y = previous
+    place = {tag: (x, y) for tag, x, y in zip(old_tags.tolist(), old_x.tolist(), old_y.tolist())}
+    known = np.array([tag in place for tag in tags])
+    if known.sum() < MIN_POINTS_FOR_UMAP:
+        return None
+    seed = np.zeros((len(tags), 2))
+    seed[known] = [place[tag] for tag, hit in zip(tags, known) if hit]
+    if (~known).any():
+        sims = vectors[~known] @ vectors[known].T
+        nearest = np.argsort(-sims, axis=1)[:, :5]
+        seed[~known] = seed[known][nearest].mean(axis=1)
+    return seed
+
+
+def _aligned(xy: np.ndarray, tags: list[str], previous) -> np.ndarray:
+    """``xy`` moved onto the previous map by the rotation, scale and shift that best fit the shared tags (UMAP
+    rescales its start positions, so a seeded layout comes out in its own frame)."""
+    old_tags, old_x, old_y = previous
+    place = {tag: (x, y) for tag, x, y in zip(old_tags.tolist(), old_x.tolist(), old_y.tolist())}
+    shared = [i for i, tag in enumerate(tags) if tag in place]
+    source = xy[shared]
+    target = np.array([place[tags[i]] for i in shared])
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    a, b = source - source_mean, target - target_mean
+    u, sing, vt = np.linalg.svd(a.T @ b)
+    rotation = u @ vt
+    scale = sing.sum() / max(float((a ** 2).sum()), 1e-12)
+    return (xy - source_mean) @ rotation * scale + target_mean
+
+
+def _project(vectors: np.ndarray, params: dict, init: np.ndarray | None = None) -> np.ndarray:
     n = len(vectors)
     if n == 0:
         return np.zeros((0, 2))
@@ -82,7 +149,8 @@ def _project(vectors: np.ndarray, params: dict) -> np.ndarray:
     knn_indices, knn_distances = _exact_cosine_knn(vectors, n_neighbors)
     reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=params["min_dist"],
                         metric=params["metric"], random_state=params["random_state"], n_jobs=1,
-                        precomputed_knn=(knn_indices, knn_distances, None))
+                        precomputed_knn=(knn_indices, knn_distances, None),
+                        init=init if init is not None else "spectral")
     return reducer.fit_transform(vectors)
 
 
@@ -107,7 +175,7 @@ def tag_map_frame(points: TagPoints, matrix: TagMatrix, view: VocabularyView, st
     pruned, and the domain mix of its clips."""
     id_of = {text: i for i, text in enumerate(matrix.tag_texts) if i > 0}
     ids = np.array([id_of.get(tag, 0) for tag in points.tags], dtype=np.int64)
-    slots = matrix.slots
+    slots = used_slots(matrix, state)  # tag rows of extractors the vocabulary does not use count for nothing
     present = slots >= 0
     n_domains = len(matrix.domains)
     pair_tag = slots[present].astype(np.int64)
@@ -128,9 +196,23 @@ def tag_map_frame(points: TagPoints, matrix: TagMatrix, view: VocabularyView, st
         "main_domain": np.array(matrix.domains, dtype=object)[share.argmax(axis=1)] if n_domains else "unknown",
         "domain_mix": [", ".join(f"{d} {s:.0%}" for d, s in zip(matrix.domains, row) if s > 0) for row in share],
     })
+    canonical_df = dict(zip(view.ranking["tag"], view.ranking["df"]))
+    frame["canonical_df"] = [int(canonical_df.get(c, 0)) for c in canonical]
     frame["state"] = np.select([frame.pruned, frame.merged, frame.in_top_k], ["pruned", "merged", "in top K"],
                                "outside top K")
     return frame
+
+
+def merge_targets(frame: pd.DataFrame, selected: list[str]) -> list[str]:
+    """The canonical tags a map selection may be merged into, best first: never a pruned one (merging into it
+    would drop every merged tag from the vocabulary); tags in the top K before the others; then the most
+    frequent (clips carrying the canonical tag), then alphabetical. The first is the page's default target."""
+    rows = frame[frame["tag"].isin(selected) & ~frame["pruned"]]
+    if rows.empty:
+        return []
+    candidates = rows.drop_duplicates("canonical")[["canonical", "in_top_k", "canonical_df"]]
+    ordered = candidates.sort_values(["in_top_k", "canonical_df", "canonical"], ascending=[False, False, True])
+    return ordered["canonical"].tolist()
 
 
 def neighbours_on_map(frame: pd.DataFrame, tag: str, n: int = 10) -> list[str]:

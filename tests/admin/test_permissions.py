@@ -96,6 +96,7 @@ def test_nothing_bound_is_the_trusted_local_caller(corpus):
 
 def test_users_file_holds_salted_scrypt_hashes(tmp_path):
     path = tmp_path / "users.json"
+    users.add_user(path, "root", role="admin", password="correct horse")  # the first user is an admin
     users.add_user(path, "ana", role="curator", password="correct horse")
     users.add_user(path, "bo", role="annotator", password="correct horse")
     data = json.loads(path.read_text())
@@ -122,6 +123,11 @@ def test_users_file_holds_salted_scrypt_hashes(tmp_path):
 def test_users_cli_add_list_set_role_remove(tmp_path, monkeypatch, capsys):
     path = tmp_path / "users.json"
     monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    assert main(["users", "add", "ana", "--role", "curator", "--password-stdin", "--users-file", str(path)]) == 2
+    assert "the first user must be an admin" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    assert main(["users", "add", "root", "--role", "admin", "--password-stdin", "--users-file", str(path)]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
     assert main(["users", "add", "ana", "--role", "curator", "--password-stdin", "--users-file", str(path)]) == 0
     assert users.verify_password(path, "ana", "a long password").role == "curator"
     assert main(["users", "set-role", "ana", "admin", "--users-file", str(path)]) == 0
@@ -131,7 +137,15 @@ def test_users_cli_add_list_set_role_remove(tmp_path, monkeypatch, capsys):
     assert main(["users", "list", "--json", "--users-file", str(path)]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(u["name"], u["role"], u["password"]) for u in listed] == [("ana", "admin", True),
-                                                                         ("eve@example.org", "annotator", False)]
+                                                                         ("eve@example.org", "annotator", False),
+                                                                         ("root", "admin", True)]
+    assert main(["users", "remove", "root", "--users-file", str(path)]) == 0
+    # ana is the last admin now: neither demoted nor removed, from the CLI as from the app
+    assert main(["users", "set-role", "ana", "curator", "--users-file", str(path)]) == 2
+    assert "last admin" in capsys.readouterr().err
+    assert main(["users", "remove", "ana", "--users-file", str(path)]) == 2
+    assert "last admin" in capsys.readouterr().err
+    assert main(["users", "set-role", "eve@example.org", "admin", "--users-file", str(path)]) == 0
     assert main(["users", "remove", "ana", "--users-file", str(path)]) == 0
     assert main(["users", "remove", "ana", "--users-file", str(path)]) == 2
     assert "no user 'ana'" in capsys.readouterr().err
@@ -170,7 +184,8 @@ def test_sign_in_throttle_locks_a_name_after_repeated_failures():
 
 def test_only_admins_manage_users_in_the_app(tmp_path):
     path = tmp_path / "users.json"
-    users.add_user(path, "ana", role="curator", password="a long password")  # nothing bound: the CLI
+    users.add_user(path, "root", role="admin", password="a long password")  # nothing bound: the CLI
+    users.add_user(path, "ana", role="curator", password="a long password")
     before = path.read_bytes()
     with acting_as(CURATOR):
         for attempt in (lambda: users.add_user(path, "eve", role="admin", password="a long password"),

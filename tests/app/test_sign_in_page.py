@@ -15,7 +15,7 @@ from curation.admin import users
 from curation.audit.campaigns import create_campaign
 from curation.ingest.ingest import ingest_path
 
-CURATOR_PAGES = {"overview", "browse", "vocabulary", "tag_map", "audit", "audit_dashboard"}
+CURATOR_PAGES = {"overview", "browse", "vocabulary", "tag_map", "export", "audit", "audit_dashboard"}
 ADMIN_PAGES = {"runs", "compare", "extraction", "users"}  # abilities "runs" and "users"
 
 
@@ -36,9 +36,9 @@ def app_db(tmp_path, monkeypatch):
 @pytest.fixture
 def users_file(app_db, monkeypatch):
     path = app_db.parent / "users.json"  # the default place: beside the database
+    users.add_user(path, "root", role="admin", password="root's long password")  # the first user is an admin
     users.add_user(path, "bo", role="annotator", password="bo's long password")
     users.add_user(path, "ana", role="curator", password="ana's long password", email="ana@example.org")
-    users.add_user(path, "root", role="admin", password="root's long password")
     return path
 
 
@@ -218,3 +218,16 @@ def test_an_admin_backs_up_the_database_while_the_app_holds_it(app_db, users_fil
         assert con.execute("SELECT count(*) FROM clips").fetchall() == [(6,)]
     finally:
         con.close()
+
+
+def test_the_first_user_added_on_the_page_is_an_admin_who_stays_signed_in(app_db, monkeypatch):
+    app = open_app_page(app_db, monkeypatch, "views/users.py", name="owner")
+    assert app.selectbox(key="first_user_role").options == ["admin"]
+    app.text_input(key="new_user_name").input("owner")
+    app.text_input(key="new_user_password").input("owner's long password")
+    app.text_input(key="new_user_password_again").input("owner's long password")
+    app.button(key="FormSubmitter:add_user-Add user").click().run()
+    assert not app.exception, app.exception
+    assert users.get_user(app_db.parent / "users.json", "owner").role == "admin"
+    assert "Signed in as **owner** (admin)" in [m.value for m in app.sidebar.markdown]
+    assert [t.value for t in app.title] == ["Users"]  # not locked out: the Users page is still there

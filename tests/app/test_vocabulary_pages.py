@@ -130,7 +130,28 @@ def test_a_refused_decision_is_shown_in_place_and_nothing_is_written(corpus_db, 
     app.button(key="merge_button").click().run()
     assert not app.exception, app.exception
     assert any("expected a non-empty tag text" in e.value for e in app.error)
-    assert "drums" in _ranked_tags(app) and len(app.tabs) == 4  # the rest of the page still renders
+    assert "drums" in _ranked_tags(app) and len(app.tabs) == 5  # the rest of the page still renders
     con = store.connect(corpus_db)
     assert list_decisions(con) == []
     con.close()
+
+
+def test_tag_sources_tab_records_which_extractors_feed_the_vocabulary(db_path, tmp_path, monkeypatch):
+    con = store.connect(db_path)
+    ingest_path(con, write_jsonl(tmp_path / "a.jsonl", [make_cut("a1", tags=("drum", "music"))]), extractor="human")
+    ingest_path(con, write_jsonl(tmp_path / "b.jsonl", [make_cut("b1", tags=("rain",))]), extractor="machine")
+    con.close()
+    app = _page(db_path, monkeypatch, "views/vocabulary.py")
+    assert set(_ranked_tags(app)) == {"drum", "music", "rain"}  # no choice made yet: every extractor's tags
+    app.multiselect(key="sources_pick").set_value(["human"]).run()
+    app.button(key="sources_button").click().run()
+    assert not app.exception, app.exception
+    assert set(_ranked_tags(app)) == {"drum", "music"}
+    con = store.connect(db_path)
+    records = list_decisions(con)
+    con.close()
+    assert [(r.action, r.payload) for r in records] == [("use_extractors", {"extractors": ["human"]})]
+    app.selectbox(key="undo_choice").set_value(records[0].decision_id).run()
+    app.button(key="undo_button").click().run()
+    assert set(_ranked_tags(app)) == {"drum", "music", "rain"}
+    assert app.selectbox(key="undo_choice").value is None  # the used selection is cleared

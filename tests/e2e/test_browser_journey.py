@@ -4,6 +4,8 @@ pre-training run launched from Runs, until its curve is drawn. A screenshot of e
 fails (test-artifacts/journey-*.png)."""
 from __future__ import annotations
 
+import gzip
+import json
 import re
 import subprocess
 import sys
@@ -65,7 +67,7 @@ def _go(page, title: str) -> None:
     wait_for_rerun(page)
 
 
-def test_the_whole_journey_in_one_browser_session(page, journey):
+def test_the_whole_journey_in_one_browser_session(page, journey, tmp_path):
     server, raw_tags = journey
     pair = next((p for p in VARIANT_PAIRS if set(p) <= raw_tags), None)
     assert pair is not None, f"the demo corpus has none of {VARIANT_PAIRS}"
@@ -127,6 +129,28 @@ def test_the_whole_journey_in_one_browser_session(page, journey):
         form.get_by_role("button", name="Submit and next").click()
         page.get_by_text(re.compile(r"Saved your verdicts on demo-")).wait_for(timeout=30_000)
         wait_for_app_idle(page)
+
+        step("export")
+        _go(page, "Export")
+        page.get_by_label("Vocabulary size K", exact=True).fill("20")
+        page.get_by_label("Vocabulary size K", exact=True).press("Enter")
+        wait_for_rerun(page)
+        page.get_by_role("button", name="Write the export (K=20)").click()
+        page.get_by_text(re.compile(r"export \d+: K=20")).wait_for(timeout=60_000)
+        wait_for_app_idle(page)
+        with page.expect_download(timeout=30_000) as download_info:
+            page.locator('[data-testid="stDownloadButton"]').filter(has_text="label_20.json").locator("button").click()
+        labels_path = tmp_path / "label_20.json"
+        download_info.value.save_as(labels_path)
+        labels = json.loads(labels_path.read_text())
+        assert len(labels) == 20 and labels["0"]  # the published id-to-label format
+        with page.expect_download(timeout=30_000) as download_info:
+            page.locator('[data-testid="stDownloadButton"]').filter(has_text="cuts.jsonl.gz").locator("button").click()
+        cuts_path = tmp_path / "cuts.jsonl.gz"
+        download_info.value.save_as(cuts_path)
+        with gzip.open(cuts_path, "rt") as handle:
+            first_cut = json.loads(handle.readline())
+        assert set(first_cut["supervisions"][0]["custom"]["audio_tag"]) <= set(labels.values())
 
         step("run")
         _go(page, "Runs")

@@ -19,6 +19,7 @@ def signed_server(tmp_path_factory):
     con = store.connect(db)
     ingest_path(con, write_jsonl(folder / "cuts.jsonl", [make_cut(f"c{i}", tags=("music", "drum")) for i in range(4)]))
     con.close()
+    users.add_user(folder / "users.json", "root", role="admin", password="root's long password")
     users.add_user(folder / "users.json", "bo", role="annotator", password="bo's long password")
     users.add_user(folder / "users.json", "ana", role="curator", password="ana's long password")
     server = StreamlitServer(db, folder / "streamlit.log")  # users.json beside the database: sign-in required

@@ -38,3 +38,32 @@ def test_projection_is_cached_and_survives_decisions(con, tmp_path):
     ingest_path(con, write_jsonl(tmp_path / "more.jsonl", [make_cut("new", tags=("trumpet",))]))
     third = tag_projection(con)
     assert third.computed_now and third.key != first.key
+
+
+def test_a_new_tag_set_keeps_the_old_layout_and_merge_targets_skip_pruned_tags(con, tmp_path):
+    import numpy as np
+
+    from curation.vocabulary.tagmap import merge_targets
+
+    cuts = [make_cut(f"c{i}", tags=(WORDS[i], WORDS[(i + 1) % len(WORDS)], "music"))
+            for i in range(len(WORDS))]
+    ingest_path(con, write_jsonl(tmp_path / "cuts.jsonl", cuts))
+    first = tag_projection(con)
+    ingest_path(con, write_jsonl(tmp_path / "more.jsonl", [make_cut("new", tags=("trumpet", "drum"))]))
+    second = tag_projection(con)
+    assert second.computed_now and "trumpet" in second.tags.tolist()
+    old = dict(zip(first.tags.tolist(), zip(first.x, first.y)))
+    moved = [np.hypot(x - old[t][0], y - old[t][1]) for t, x, y in zip(second.tags.tolist(), second.x, second.y)
+             if t in old]
+    spread = np.ptp(first.x) + np.ptp(first.y)
+    assert np.median(moved) < 0.25 * spread  # seeded from the old map: the layout does not start over
+
+    # "music" is on every clip: the most frequent tag, and pruned here; it is never offered as the target.
+    record_decision(con, Decision.prune(["music"]), by="ana")
+    state = replay(list_decisions(con))
+    matrix = load_tag_matrix(con)
+    view = compute_vocabulary(matrix, state)
+    frame = tag_map_frame(second, matrix, view, state, k=10)
+    targets = merge_targets(frame, ["music", "drum", "rain", "trumpet"])
+    assert "music" not in targets and targets[0] == "drum"  # drum: on two clips and in the top K
+    assert merge_targets(frame, ["music"]) == []
