@@ -257,7 +257,7 @@ def connect(db_path: str | os.PathLike | None = None, *, read_only: bool = False
         version = schema_version(con)
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(str(path), version, SCHEMA_VERSION)
-        if version < SCHEMA_VERSION and not read_only:
+        if not read_only and missing_migrations(con):
             migrate(con)
     except BaseException:
         con.close()
@@ -279,20 +279,28 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
 
 
+def missing_migrations(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> list[Migration]:
+    """Migrations up to ``target`` this database has not applied: those above its version, and any below it that
+    a database made by a build with a gap in the numbering skipped (each migration is applied exactly once)."""
+    if not schema_version(con):
+        return [m for m in MIGRATIONS if m.version <= target]
+    applied = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    return [m for m in MIGRATIONS if m.version <= target and m.version not in applied]
+
+
 def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> int:
-    """Apply every migration above the current version up to ``target``, each in its own transaction."""
+    """Apply every migration up to ``target`` that the database lacks, in order, each in its own transaction."""
+    missing = missing_migrations(con, target)
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
                 "applied_at TIMESTAMPTZ NOT NULL)")
-    current = schema_version(con)
     for migration in MIGRATIONS:
-        if current < migration.version <= target:
+        if migration in missing:
             with transaction(con):
                 for statement in migration.statements:
                     con.execute(statement)
                 con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
                             [migration.version, migration.name, now_utc()])
-            current = migration.version
-    return current
+    return schema_version(con)
 
 
 class transaction:
