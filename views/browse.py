@@ -2,7 +2,7 @@
 generated caption with its tags highlighted beside the original captions, and add or remove a tag on a clip."""
 import streamlit as st
 
-from curation.explore.browse import BrowseError, BrowseFilters, browse_page
+from curation.explore.browse import BrowseError, BrowseFilters, browse_page, count_matching
 from curation.store import vocabulary as store_vocabulary
 from curation.vocabulary.decisions import Decision
 from curation.vocabulary.tag_details import highlight, surface_forms, tag_chips_html
@@ -72,11 +72,19 @@ if st.session_state.get("browse_filters") != filters:
 starts = st.session_state["browse_starts"]
 try:
     page = browse_page(db_cursor(), filters, view=view, state=state, after_clip_key=starts[-1], limit=PAGE_SIZE)
+    # The total is counted once per filter set and vocabulary version, not again on every next page.
+    count_key = (filters, view.last_decision_id, len(view.clip_ids))
+    if st.session_state.get("browse_count_key") != count_key:
+        st.session_state["browse_count"] = count_matching(db_cursor(), filters, view=view, state=state)
+        st.session_state["browse_count_key"] = count_key
 except BrowseError as exc:
     st.error(str(exc))
     st.stop()
 
-st.caption(f"Page {len(starts)} · {len(page.rows)} clips" + (" · more follow" if page.has_more else ""))
+total = st.session_state["browse_count"]
+first = (len(starts) - 1) * PAGE_SIZE + 1
+st.markdown(f"**{total:,} clips match**" + (f" · showing {first:,}-{first + len(page.rows) - 1:,} (page {len(starts)})"
+                                            if page.rows else ""))
 for row in page.rows:
     with st.container(border=True):
         st.markdown(f"**{escape_markdown(row.clip_id)}**")

@@ -135,15 +135,9 @@ class ClipDetail:
     canonical_tags: tuple[str, ...] | None  # None when no view was given
 
 
-def browse_page(con: duckdb.DuckDBPyConnection, filters: BrowseFilters, *, view: VocabularyView,
-                state: CurationState, after_clip_key: int | None = None, limit: int = 25) -> BrowsePage:
-    """One page of clips matching every filter, in clip_key order, after ``after_clip_key``."""
-    if isinstance(limit, bool) or int(limit) < 1:
-        raise BrowseError(f"limit={limit!r}: expected a page size of at least 1")
-    after = 0 if after_clip_key is None else int(after_clip_key)
-    need = int(limit) + 1  # one more than shown says whether another page exists
-    row_keys = view_clip_keys(con, view)
-
+def _candidate_keys(con: duckdb.DuckDBPyConnection, filters: BrowseFilters, view: VocabularyView,
+                    state: CurationState, row_keys: np.ndarray) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """The clip keys the filters resolved outside SQL (None: no restriction) and the caption literals left."""
     keys: np.ndarray | None = None  # None: no restriction on clip keys
     if filters.canonical_tags:
         keys = row_keys[_canonical_mask(view, state, filters.canonical_tags, filters.tag_mode)]
@@ -161,6 +155,32 @@ def browse_page(con: duckdb.DuckDBPyConnection, filters: BrowseFilters, *, view:
             except text_index.TextIndexMissingError as exc:
                 raise BrowseError(str(exc)) from None  # pages report BrowseError; the fix is in the message
             literals = query.literals
+    return keys, literals
+
+
+def count_matching(con: duckdb.DuckDBPyConnection, filters: BrowseFilters, *, view: VocabularyView,
+                   state: CurationState) -> int:
+    """How many clips match every filter (what Browse shows above its pages)."""
+    row_keys = view_clip_keys(con, view)
+    keys, literals = _candidate_keys(con, filters, view, state, row_keys)
+    if keys is not None and not len(keys):
+        return 0
+    return store_browse.count_rows(con, store_browse.BrowseQuery(
+        after_clip_key=0, limit=0, candidate_keys=keys, literals=literals, domains=filters.domains,
+        sources=filters.sources, min_duration_s=filters.min_duration_s, max_duration_s=filters.max_duration_s,
+        raw_tag=filters.raw_tag, audited=filters.audited, audio_ok=filters.audio_ok))
+
+
+def browse_page(con: duckdb.DuckDBPyConnection, filters: BrowseFilters, *, view: VocabularyView,
+                state: CurationState, after_clip_key: int | None = None, limit: int = 25) -> BrowsePage:
+    """One page of clips matching every filter, in clip_key order, after ``after_clip_key``."""
+    if isinstance(limit, bool) or int(limit) < 1:
+        raise BrowseError(f"limit={limit!r}: expected a page size of at least 1")
+    after = 0 if after_clip_key is None else int(after_clip_key)
+    need = int(limit) + 1  # one more than shown says whether another page exists
+    row_keys = view_clip_keys(con, view)
+
+    keys, literals = _candidate_keys(con, filters, view, state, row_keys)
     if literals and keys is None:
         keys = store_browse.clip_keys_after(con, after)  # no indexable word: every clip is a candidate
     if keys is not None:

@@ -264,11 +264,16 @@ _ROW_COLUMNS = ("clip_key", "clip_id", "domain", "source", "duration_s", "audio_
                 "original_captions", "raw_tags")
 
 
-def browse_rows(con: duckdb.DuckDBPyConnection, query: BrowseQuery) -> list[dict]:
+def count_rows(con: duckdb.DuckDBPyConnection, query: BrowseQuery) -> int:
+    """How many clips match the query's filters (its keyset position and limit ignored)."""
+    return browse_rows(con, query, count_only=True)[0]["n"]
+
+
+def browse_rows(con: duckdb.DuckDBPyConnection, query: BrowseQuery, *, count_only: bool = False) -> list[dict]:
     """One page of clips in clip_key order, with captions and raw tags; the SQL holds only the active filters.
 
     A generic ``(? IS NULL OR ...)`` query costs 0.2-0.4 s at 360k clips; one built for the filters that are
-    set costs ~10 ms. Captions and tags are read for the page's clips only.
+    set costs ~10 ms. Captions and tags are read for the page's clips only. ``count_only``: [{"n": matches}].
     """
     where = ["c.clip_key > ?"]
     params: list = [int(query.after_clip_key)]
@@ -292,7 +297,7 @@ def browse_rows(con: duckdb.DuckDBPyConnection, query: BrowseQuery) -> list[dict
         # (~7 ms); a join with tags on the text is not (~20 ms).
         found = con.execute("SELECT tag_id FROM tags WHERE tag = ?", [query.raw_tag]).fetchall()
         if not found:
-            return []
+            return [{"n": 0}] if count_only else []
         where.append("c.clip_key IN (SELECT ct.clip_key FROM clip_tags ct WHERE ct.tag_id = ?)")
         params.append(found[0][0])
     if query.audited is not None:
@@ -308,6 +313,9 @@ def browse_rows(con: duckdb.DuckDBPyConnection, query: BrowseQuery) -> list[dict
             where.append(f"c.clip_key IN (SELECT g.clip_key FROM captions g WHERE g.kind = 'generated' {inside} "
                          f"GROUP BY g.clip_key HAVING {having})")
             params += list(query.literals)
+        if count_only:
+            return [{"n": con.execute(f"SELECT count(*) FROM clips c WHERE {' AND '.join(where)}",
+                                      params).fetchall()[0][0]}]
         params.append(int(query.limit))
         result = con.execute(f"""
             WITH page AS MATERIALIZED (

@@ -44,6 +44,7 @@ def _shown(app) -> list[str]:
 def test_filters_and_audio(corpus_db, monkeypatch):
     app = _browse(corpus_db, monkeypatch)
     assert _shown(app) == ["c0", "c1", "c2", "c3", "c4"]
+    assert any("**5 clips match**" in m.value for m in app.markdown)
     assert len(app.get("audio")) == 5
     app.text_input(key="browse_text").set_value("dog").run()
     assert _shown(app) == ["c0"]  # "Dogs" in c3 is another word
@@ -52,6 +53,7 @@ def test_filters_and_audio(corpus_db, monkeypatch):
     assert _shown(app) == ["c0", "c3", "c4"]
     app.multiselect(key="browse_tags").set_value(["dog"]).run()
     assert _shown(app) == ["c0", "c3"]
+    assert any("**2 clips match**" in m.value for m in app.markdown)  # the total, not only this page
     app.text_input(key="browse_text").set_value("100% 'quoted' _text_").run()
     assert not app.exception, app.exception
     assert _shown(app) == []  # c4 is not tagged dog

@@ -151,6 +151,9 @@ def test_the_whole_journey_in_one_browser_session(page, journey, tmp_path):
         with gzip.open(cuts_path, "rt") as handle:
             first_cut = json.loads(handle.readline())
         assert set(first_cut["supervisions"][0]["custom"]["audio_tag"]) <= set(labels.values())
+        # The page under the export (past exports, the runs that used them) drew without an error box.
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.get_by_text(re.compile(r"K=20")).first.wait_for(timeout=30_000)
 
         step("run")
         _go(page, "Runs")

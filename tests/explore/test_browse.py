@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from curation import store
 from curation.explore import browse
-from curation.explore.browse import BrowseError, BrowseFilters, browse_page, clip_detail, view_clip_keys
+from curation.explore.browse import BrowseError, BrowseFilters, browse_page, clip_detail, count_matching, view_clip_keys
 from curation.ingest import text_index
 from curation.ingest.ingest import ingest_path
 from curation.store import browse as store_browse
@@ -325,6 +325,7 @@ def test_each_filter_alone_and_combined_matches_the_reference(corpus, filters):
     expected = _reference(cuts, filters, view, state, audited=set(audited_ids))
     got = [row.clip_id for row in _all_pages(con, filters, view, state, limit=7)]
     assert got == expected
+    assert count_matching(con, filters, view=view, state=state) == len(expected)  # the total Browse shows
 
 
 @pytest.mark.parametrize("limit", [1, 2, 5, 25])
