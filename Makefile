@@ -25,7 +25,7 @@ install-dev: $(VENV)/.installed-dev
 # Installs, builds the demo corpus if the database has no clips yet, and serves the app (/) and the API (/api/v1)
 # on loopback only; while it runs, `python -m curation ...` commands on this database go through it.
 demo: $(VENV)/.installed
-	$(PY) -m curation demo --db $(DB) --clips $(DEMO_CLIPS) --if-empty
+	$(PY) -m curation demo --db $(DB) --clips $(DEMO_CLIPS) --if-empty --tag-map
 	$(PY) -m curation serve --db $(DB) --host 127.0.0.1 --port $(PORT)
 
 # Installs test dependencies (and Debian's chromium for the browser test), checks the import contracts of

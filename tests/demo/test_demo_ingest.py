@@ -58,3 +58,14 @@ def test_demo_if_empty_leaves_an_existing_corpus_alone(db_path, capsys):
     con = store.connect(db_path)
     assert con.execute("SELECT count(*) FROM ingests").fetchall()[0][0] == 1
     con.close()
+
+
+def test_the_demo_build_can_compute_the_tag_map_so_its_first_visit_is_instant(db_path, capsys):
+    from curation.vocabulary.tagmap import projection_is_cached
+
+    out = _build(db_path, capsys, "--tag-map")  # what `make demo` runs
+    assert "tag map projection of" in out
+    con = store.connect(db_path)
+    cached, n_tags = projection_is_cached(con)
+    con.close()
+    assert cached and n_tags > 10
