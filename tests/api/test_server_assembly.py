@@ -1,12 +1,11 @@
-"""server.py's process-wide pieces: decision writes of every session take turns (no duplicate-id failure when a
-page and an API client decide at the same moment), and a read-only open of the held file shares it."""
+"""What the server process relies on from the library: decision writes of every session take turns (no
+duplicate-id failure when a page and an API client decide at the same moment: curation/store/decisions.WRITE_LOCK),
+and a read-only open of the file the process already holds shares that database (store.connect)."""
 from __future__ import annotations
 
 import threading
 
-import server
 from curation import store
-from curation.vocabulary import decisions, suggestions
 from curation.vocabulary.decisions import Decision, list_decisions, record_decision
 from curation.vocabulary.ranking import load_tag_matrix
 
@@ -31,13 +30,10 @@ def _race(con, clip_id: str) -> list[str]:
     return errors
 
 
-def test_concurrent_decision_writes_take_turns_in_the_server(demo_db, monkeypatch):
-    monkeypatch.setattr(decisions, "record_decisions", decisions.record_decisions)  # restored after the test
-    monkeypatch.setattr(suggestions, "record_decisions", suggestions.record_decisions)
+def test_concurrent_decision_writes_take_turns_in_the_server(demo_db):
     con = store.connect(demo_db)
     try:
         clip_id = str(load_tag_matrix(con).clip_ids[0])
-        server._serialize_decision_writes(threading.RLock())
         assert _race(con, clip_id) == []
         assert len(list_decisions(con)) == 45
         assert [r.decision_id for r in list_decisions(con)] == list(range(1, 46))
@@ -45,11 +41,9 @@ def test_concurrent_decision_writes_take_turns_in_the_server(demo_db, monkeypatc
         con.close()
 
 
-def test_a_read_only_open_of_the_held_file_shares_the_servers_database(demo_db, monkeypatch):
-    monkeypatch.setattr(store, "connect", store.connect)
+def test_a_read_only_open_of_the_held_file_shares_the_servers_database(demo_db):
     held = store.connect(demo_db)
     try:
-        server._share_held_database(demo_db.resolve())
         reader = store.connect(demo_db, read_only=True)  # as `stats` opens it
         assert reader.execute("SELECT count(*) FROM clips").fetchall()[0][0] == 60
         reader.close()
