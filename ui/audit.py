@@ -33,18 +33,31 @@ def scroll_to_clip_top(token: str) -> None:
     # A container keyed by the token is a new element for each clip: its script runs when it mounts (an updated
     # element keeps its old script, which does not run again).
     st.container(key=anchor.replace("-", "_")).html(f"""<div id="{anchor}" data-uts-clip-top="1"></div>
-<script>
+<script data-uts-app="scroll-to-clip">
 (function () {{
-  // Again after the run settles: the previous clip's elements are removed only once the new run is drawn,
-  // which moves everything below them up.
+  // The previous clip's elements are removed only after the new run is drawn, which moves everything below
+  // them up, and how long that takes depends on the machine: scroll again on every change of the page for a
+  // few seconds, and stop at once when the person scrolls, clicks or types (never pull them back).
+  const anchorId = {json.dumps(anchor)};
   const top = () => {{
-    const anchor = document.getElementById({json.dumps(anchor)});
+    const anchor = document.getElementById(anchorId);
     if (!anchor) {{ return; }}
     anchor.scrollIntoView({{block: "start"}});
     // Streamlit's header bar overlays the top of the page: keep the clip's title below it.
     const main = anchor.closest('[data-testid="stMain"]');
     if (main) {{ main.scrollBy(0, -90); }}
   }};
-  [0, 150, 400, 900].forEach((ms) => setTimeout(top, ms));
+  const anchor = document.getElementById(anchorId);
+  const main = anchor && anchor.closest('[data-testid="stMain"]');
+  const observer = new MutationObserver(top);
+  const events = ["wheel", "touchstart", "mousedown", "keydown"];
+  const stop = () => {{
+    observer.disconnect();
+    events.forEach((name) => window.removeEventListener(name, stop, true));
+  }};
+  if (main) {{ observer.observe(main, {{childList: true, subtree: true}}); }}
+  events.forEach((name) => window.addEventListener(name, stop, true));
+  setTimeout(stop, 6000);
+  top();
 }})();
 </script>""", unsafe_allow_javascript=True)

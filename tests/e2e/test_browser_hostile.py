@@ -74,7 +74,10 @@ def _assert_inert(page, dialogs, where: str) -> None:
     assert dialogs == [], f"{where}: a dialog opened: {dialogs}"
     assert page.evaluate("window.__pwned") is None, f"{where}: a payload ran"
     assert page.locator("a[href^='javascript' i]").count() == 0, f"{where}: a javascript: link exists"
-    assert page.locator("[data-testid='stMain'] script").count() == 0, f"{where}: a script element was injected"
+    # The app's own scripts carry data-uts-app (e.g. the annotator screen's scroll to the clip's top); a payload
+    # shown as text cannot add that attribute, and any other script element would be an injection.
+    assert page.locator("[data-testid='stMain'] script:not([data-uts-app])").count() == 0, \
+        f"{where}: a script element was injected"
 
 
 def test_hostile_text_is_inert_on_every_page(watched, hostile_server):
@@ -107,7 +110,7 @@ def test_hostile_text_is_inert_on_every_page(watched, hostile_server):
     fill_text_input(page, "Working as", "bo")
     page.get_by_text("Is each tag in the audio?").wait_for(timeout=30_000)
     _assert_inert(page, dialogs, "Audit")
-    assert main.get_by_text(HOSTILE_TAG, exact=True).count() > 0  # a verdict label, as text
+    assert main.get_by_text(HOSTILE_TAG, exact=False).count() > 0  # a verdict label (the marked one starts with ▸), as text
 
     page.goto(f"{url}/audit_dashboard")
     page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
