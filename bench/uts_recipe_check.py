@@ -40,47 +40,40 @@ def load_recipe(auden: Path):
     return module
 
 
-def build_export(work: Path) -> Path:
-    from audio_formats import write_all_kinds
-
+def ingest_and_export(work: Path, rows: list[dict], k: int) -> Path:
+    """Flat manifest rows -> a fresh database -> the export at K this project writes (work/export)."""
     from curation import store
     from curation.ingest.ingest import ingest_path
     from curation.vocabulary.export import export_vocabulary
 
-    files = write_all_kinds(work / "audio")
-    tags_of = {name: ["sound", name.split("_")[0], name.split("_")[-1]] for name in files}
-    rows = [{"id": name, "audio_path": str(path), "caption": f"A {name} clip.", "tags": tags_of[name]}
-            for name, path in files.items()]
     (work / "flat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     con = store.connect(work / "uts.duckdb")
     try:
         ingest_path(con, work / "flat.jsonl")
-        export_vocabulary(con, k=50, out_dir=work / "export", by="recipe-check")
+        export_vocabulary(con, k=k, out_dir=work / "export", by="recipe-check")
     finally:
         con.close()
     return work / "export"
+
+
+def build_export(work: Path) -> Path:
+    from audio_formats import write_all_kinds
+
+    files = write_all_kinds(work / "audio")
+    return ingest_and_export(work, [
+        {"id": name, "audio_path": str(path), "caption": f"A {name} clip.",
+         "tags": ["sound", name.split("_")[0], name.split("_")[-1]]} for name, path in files.items()], k=50)
 
 
 def build_esc50_export(work: Path, shared: Path) -> Path:
     """The 400 real ESC-50 clips of ../shared/data with their category (and ESC-10 membership) as tags."""
     import csv
 
-    from curation import store
-    from curation.ingest.ingest import ingest_path
-    from curation.vocabulary.export import export_vocabulary
-
     with open(shared / "esc50" / "esc50_subset.csv", newline="") as handle:
         rows = [{"id": r["filename"].rsplit(".", 1)[0], "audio_path": str(shared / "esc50" / "audio" / r["filename"]),
                  "tags": [r["category"].replace("_", " "), "sound"] + (["esc10"] if r["esc10"] == "True" else [])}
                 for r in csv.DictReader(handle)]
-    (work / "esc50.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    con = store.connect(work / "uts.duckdb")
-    try:
-        ingest_path(con, work / "esc50.jsonl")
-        export_vocabulary(con, k=52, out_dir=work / "export", by="recipe-check")
-    finally:
-        con.close()
-    return work / "export"
+    return ingest_and_export(work, rows, k=52)
 
 
 def check(auden: Path, export_dir: Path) -> dict:

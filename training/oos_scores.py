@@ -20,7 +20,6 @@ Example: ``python -m training.oos_scores --run runs/r1 --folds 5 --device cpu``
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -158,19 +157,11 @@ def cross_fit(x: np.ndarray, y: np.ndarray, folds: np.ndarray, *, seed: int) -> 
     return scores
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def score_run(run_dir: Path, *, n_folds: int, features: str, device: str, seed: int = 0,
               export_dir: Path | None = None) -> dict:
     """Compute and write RUN_DIR/model_audit/oos_scores.{npz,json}; returns the metadata written."""
     from training.data import load_export
-    from training.probe import load_checkpoint, resolve_checkpoint
+    from training.probe import file_sha256, load_checkpoint, resolve_checkpoint
     from training.rundir import now_iso, write_json_atomic
 
     started = time.perf_counter()
@@ -213,7 +204,7 @@ def score_run(run_dir: Path, *, n_folds: int, features: str, device: str, seed: 
     tmp.replace(out / SCORES_FILE)
     meta = {"run_id": config.get("run_id", run_dir.name), "export_id": export.record.get("export_id"),
             "export_dir": str(export.dir), "checkpoint": str(ckpt_path) if ckpt_path else None,
-            "checkpoint_sha256": _sha256(ckpt_path) if ckpt_path else None, "features": features,
+            "checkpoint_sha256": file_sha256(ckpt_path) if ckpt_path else None, "features": features,
             "feature_dim": int(x.shape[1]), "folds": n_folds, "seed": seed, "method": METHOD,
             "n_clips": len(clip_ids), "n_tags": export.n_tags, "seconds": round(time.perf_counter() - started, 3),
             "created_at": now_iso()}

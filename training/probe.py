@@ -145,7 +145,8 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read in 1 MiB blocks (checkpoints are hundreds of MB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -221,9 +222,9 @@ def cached_features(task: Task, ckpt_path: Path, ckpt: dict, encoder_kind: str, 
                     device: str) -> list:
     import torch
 
-    key_parts = [CACHE_VERSION, encoder_kind, _sha256(task.path), f"{max_clip_s:g}"]
+    key_parts = [CACHE_VERSION, encoder_kind, file_sha256(task.path), f"{max_clip_s:g}"]
     if encoder_kind != "fbank":
-        key_parts.append(_sha256(ckpt_path))
+        key_parts.append(file_sha256(ckpt_path))
     key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()[:24]
     cache = out / "probe_cache" / f"{task.name}-{encoder_kind}-{key}.pt"
     if cache.is_file():

@@ -59,7 +59,6 @@ class ApiState:
         self.local_key: str | None = None
         self.con: duckdb.DuckDBPyConnection | None = None
         # Re-entrant: the server also takes it inside record_decisions (server.py), under the API's own turn.
-        self.decision_lock = threading.RLock()
         self._cache_lock = threading.Lock()
         self._matrix: tuple[tuple, Any] | None = None  # (corpus_version, TagMatrix)
         self._views: dict[tuple, Any] = {}  # (corpus_version, last decision id, rank_by) -> VocabularyView
@@ -574,10 +573,9 @@ def create_api(db_path: str | Path, *, run_cli: Callable | None = None) -> FastA
     def cli(who: Who, body: models.CliBody) -> dict:
         if state.run_cli is None:
             raise NotFoundError("this server runs no forwarded commands")
-        # A forwarded decision takes its turn with the API's decision writes (ids are max + 1).
-        turn = state.decision_lock if body.argv[0] in ("decide", "decisions") else contextlib.nullcontext()
-        with turn:
-            return state.run_cli(body.argv, db_path=state.db_path, cwd=body.cwd, client_db=body.db, caller=who)
+        # A forwarded decision takes its turn with every other decision write of this process in the library
+        # (curation/store/decisions.WRITE_LOCK: ids are max + 1).
+        return state.run_cli(body.argv, db_path=state.db_path, cwd=body.cwd, client_db=body.db, caller=who)
 
     return api
 
@@ -602,8 +600,6 @@ def _decision_of(body):
     if body.action == "clip_remove":
         return Decision.clip_remove(body.clip_id, body.tag)
     if body.action == "use_extractors":
-        if not hasattr(Decision, "use_extractors"):
-            raise UtsError_("action: use_extractors is not supported by this version of the library")
         return Decision.use_extractors(body.extractors)
     return Decision.undo(body.decision_id)
 
@@ -615,12 +611,12 @@ def _decision_json(record, in_effect: bool) -> dict:
 
 
 def _retrying(write: Callable, state: ApiState):
-    """Run one library write under the API's lock; retry it whole when a concurrent UI write made DuckDB refuse
-    the transaction (it was rolled back: nothing of it stays)."""
+    """Run one library write; retry it whole when a concurrent write made DuckDB refuse the transaction (it was
+    rolled back: nothing of it stays). Decision writes already take turns in the library
+    (curation/store/decisions.WRITE_LOCK); this covers the other writes (suggestion verdicts)."""
     for attempt in range(CONFLICT_RETRIES):
         try:
-            with state.decision_lock:
-                return write()
+            return write()
         except (duckdb.TransactionException, duckdb.ConstraintException) as exc:
             if attempt == CONFLICT_RETRIES - 1:
                 raise UtsError_(f"the database stayed busy with concurrent writes ({exc}); try again") from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from curation.errors import UsageError
@@ -52,6 +53,12 @@ def pattern_candidates(patterns: Sequence[str], root: Path, source: str, clip_id
         for ext in exts:
             out.append(pattern.format(root=root, source=source, id=clip_id, ext=ext))
     return out
+
+
+def find_by_pattern(patterns: Sequence[str], root: Path, source: str, clip_id: str) -> tuple[str | None, list[str]]:
+    """The first existing file among the pattern candidates (None when none exists) and every path tried."""
+    tried = pattern_candidates(patterns, root, source, clip_id)
+    return next((candidate for candidate in tried if os.path.isfile(candidate)), None), tried
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,46 @@ def reconcile(declared: Declared, header: AudioHeader) -> Reconciled:
                       duration_from_file=from_file)
 
 
+_CLIP_AUDIO_SCHEMA = (
+    ("clip_id", "string"), ("audio_path", "string"), ("audio_ok", "bool"), ("duration_s", "float64"),
+    ("sample_rate_hz", "int32"), ("num_channels", "int32"), ("num_frames", "int64"), ("audio_format", "string"),
+    ("probed", "bool"), ("cut_channels", "list<int32>"))
+
+
+class ClipAudioColumns:
+    """Each clip's audio as the store keeps it (ingest and probe-audio write the same columns): the file's header
+    reconciled with what was declared where the file was read, the declared values where it was not."""
+
+    def __init__(self, *extra: tuple[str, str]) -> None:
+        self.schema = _CLIP_AUDIO_SCHEMA + extra
+        self.columns: dict[str, list] = {name: [] for name, _ in self.schema}
+
+    def add(self, clip_id: str, audio_path: str | None, ok: bool, declared: Declared,
+            header: AudioHeader | None, **extra) -> Reconciled | None:
+        """One clip; returns the reconciliation when the header was read (for the caller's counts)."""
+        result = None
+        duration, rate, channels = declared.duration_s, declared.sample_rate_hz, declared.cut_channels
+        n_channels = frames = audio_format = None
+        if header is not None:
+            result = reconcile(declared, header)
+            duration, rate, channels = result.duration_s, header.sample_rate_hz, result.cut_channels
+            n_channels, frames, audio_format = header.channels, header.frames, header.format
+        values = {"clip_id": clip_id, "audio_path": audio_path, "audio_ok": ok, "duration_s": duration,
+                  "sample_rate_hz": rate, "num_channels": n_channels, "num_frames": frames,
+                  "audio_format": audio_format, "probed": header is not None,
+                  "cut_channels": list(channels) if channels is not None else None, **extra}
+        for name, column in self.columns.items():
+            column.append(values[name])
+        return result
+
+    def table(self):
+        import pyarrow as pa
+
+        types = {"string": pa.string(), "bool": pa.bool_(), "float64": pa.float64(), "int32": pa.int32(),
+                 "int64": pa.int64(), "list<int32>": pa.list_(pa.int32())}
+        return pa.table(self.columns, schema=pa.schema([(name, types[kind]) for name, kind in self.schema]))
+
+
 @dataclass(frozen=True)
 class ProbeSummary:
     clips: int
@@ -186,67 +233,46 @@ def probe_stored_audio(con, *, all_clips: bool = False, audio_root: str | None =
     patterns (as at ingest). One transaction: a failure leaves the clips as they were.
     """
     import time
-    from pathlib import Path
-
-    import pyarrow as pa
 
     from curation.store import ingest as store_ingest
     from curation.store.schema import transaction
 
     started = time.perf_counter()
     rows = store_ingest.clips_to_probe(con, all_clips=all_clips, with_sources=audio_root is not None)
+    patterns = (audio_pattern,) if audio_pattern else DEFAULT_AUDIO_PATTERNS
     paths: list[str | None] = []
     unreadable: list[tuple[str, str | None, str]] = []
     for row in rows:
         path = row["audio_path"]
         if path is None and audio_root is not None:
-            tried = pattern_candidates((audio_pattern,) if audio_pattern else DEFAULT_AUDIO_PATTERNS,
-                                        Path(audio_root).resolve(), row["source"], row["clip_id"])
-            path = next((c for c in tried if os.path.isfile(c)), None)
+            path, tried = find_by_pattern(patterns, Path(audio_root).resolve(), row["source"], row["clip_id"])
             if path is None:
                 unreadable.append((row["clip_id"], tried[0], f"no file found: tried {', '.join(tried[:3])}"))
         paths.append(path)
     found = [i for i, p in enumerate(paths) if p is not None]
     headers = dict(zip(found, probe_files([paths[i] for i in found], workers=workers)))
-    columns: dict[str, list] = {name: [] for name in (
-        "clip_id", "audio_path", "audio_ok", "duration_s", "sample_rate_hz", "num_channels", "num_frames",
-        "audio_format", "probed", "cut_channels")}
+    columns = ClipAudioColumns()
     differences, examples, filled, multi, read = 0, [], 0, 0, 0
     for index, row in enumerate(rows):
         header = headers.get(index)
-        duration, rate, channels = row["duration_s"], row["sample_rate_hz"], row["cut_channels"]
-        n_channels = frames = fmt = None
-        ok = isinstance(header, AudioHeader)
         if isinstance(header, str):
             unreadable.append((row["clip_id"], paths[index], header))
-        elif header is not None:
+            header = None
+        channels = row["cut_channels"]
+        declared = Declared(duration_s=row["duration_s"], sample_rate_hz=row["sample_rate_hz"], channels=None,
+                            samples=None, start_s=row["start_s"] or 0.0,
+                            cut_channels=tuple(channels) if channels is not None else None)
+        result = columns.add(row["clip_id"], paths[index] if paths[index] is not None else row["audio_path"],
+                             header is not None, declared, header)
+        if result is not None:
             read += 1
-            result = reconcile(Declared(duration_s=duration, sample_rate_hz=rate, channels=None, samples=None,
-                                        start_s=row["start_s"] or 0.0,
-                                        cut_channels=tuple(channels) if channels is not None else None), header)
             if result.differences:
                 differences += 1
                 if len(examples) < 20:
                     examples.append(f"{row['clip_id']}: {'; '.join(result.differences)}")
             filled += result.duration_from_file
             multi += header.channels > 1
-            duration, rate = result.duration_s, header.sample_rate_hz
-            channels = list(result.cut_channels) if result.cut_channels is not None else None
-            n_channels, frames, fmt = header.channels, header.frames, header.format
-        columns["clip_id"].append(row["clip_id"])
-        columns["audio_path"].append(paths[index] if paths[index] is not None else row["audio_path"])
-        columns["audio_ok"].append(ok)
-        columns["duration_s"].append(duration)
-        columns["sample_rate_hz"].append(rate)
-        columns["num_channels"].append(n_channels)
-        columns["num_frames"].append(frames)
-        columns["audio_format"].append(fmt)
-        columns["probed"].append(ok)
-        columns["cut_channels"].append(channels)
-    table = pa.table(columns, schema=pa.schema([
-        ("clip_id", pa.string()), ("audio_path", pa.string()), ("audio_ok", pa.bool_()), ("duration_s", pa.float64()),
-        ("sample_rate_hz", pa.int32()), ("num_channels", pa.int32()), ("num_frames", pa.int64()),
-        ("audio_format", pa.string()), ("probed", pa.bool_()), ("cut_channels", pa.list_(pa.int32()))]))
+    table = columns.table()
     with transaction(con):
         store_ingest.update_probed_clips(con, table)
     return ProbeSummary(clips=len(rows), read=read, seconds=time.perf_counter() - started,

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -25,7 +25,7 @@ import pyarrow as pa
 from curation import store
 from curation.errors import ManifestError, UsageError
 from curation.ingest import audio_probe, manifest, text_index
-from curation.ingest.audio_probe import DEFAULT_AUDIO_PATTERNS, check_audio_pattern, pattern_candidates
+from curation.ingest.audio_probe import DEFAULT_AUDIO_PATTERNS, check_audio_pattern, find_by_pattern
 from curation.ingest.manifest import ClipRecord
 from curation.ingest.tag_text import MAX_TAGS_PER_CLIP, normalize_tag, tag_text_problem
 from curation.store import ingest as store_ingest
@@ -286,11 +286,12 @@ def _resolve_audio(rows: list[dict], base: Path, *, audio_root: Path | None, aud
     Returns (arrow table for the store, missing [(clip, path, reason)]).
     """
     patterns = (audio_pattern,) if audio_pattern else DEFAULT_AUDIO_PATTERNS
-    resolved_paths: list[str | None] = []
+    resolved_paths: list[str | None] = []  # the file found, else None
+    stored_paths: list[str | None] = []  # what the clip keeps as its audio path (a missing file's path too)
     missing: list[tuple[str, str | None, str]] = []
     for row in rows:
         clip_id, ref = row["clip_id"], row["audio_ref"]
-        resolved: str | None = None
+        resolved = stored = None
         if ref is None:
             missing.append((clip_id, None, "the manifest gives no audio path"))
         elif _looks_like_dataset_name(ref):
@@ -299,16 +300,16 @@ def _resolve_audio(rows: list[dict], base: Path, *, audio_root: Path | None, aud
                 missing.append((clip_id, ref, f"{ref!r} names a dataset, not a file: give --audio-root (looked up "
                                               f"as {DEFAULT_AUDIO_PATTERNS[0]}) or --audio-pattern"))
             else:
-                tried = pattern_candidates(patterns, audio_root, ref, clip_id)
-                resolved = next((c for c in tried if os.path.isfile(c)), None)
+                resolved, tried = find_by_pattern(patterns, audio_root, ref, clip_id)
                 if resolved is None:
                     shown = ", ".join(tried[:3]) + (f" (+{len(tried) - 3} more)" if len(tried) > 3 else "")
                     missing.append((clip_id, tried[0], f"{ref!r} names a dataset; no file found: tried {shown}"))
                 else:
                     notes.add("audio_found_by_pattern", f"{clip_id}: {resolved}")
+            stored = resolved
         else:
             candidate = Path(ref)
-            resolved = str(candidate if candidate.is_absolute() else base / candidate)
+            resolved = stored = str(candidate if candidate.is_absolute() else base / candidate)
             if not os.path.isfile(resolved):
                 missing.append((clip_id, resolved, "no such file"))
                 resolved = None
@@ -316,59 +317,35 @@ def _resolve_audio(rows: list[dict], base: Path, *, audio_root: Path | None, aud
                 missing.append((clip_id, resolved, "not readable"))
                 resolved = None
         resolved_paths.append(resolved)
+        stored_paths.append(stored)
     found = [i for i, p in enumerate(resolved_paths) if p is not None]
     headers = audio_probe.probe_files([resolved_paths[i] for i in found]) if probe_audio else []
     header_of = dict(zip(found, headers))
     if not probe_audio and found:
         notes.add("not_probed", n=len(found))
-    columns: dict[str, list] = {name: [] for name in (
-        "clip_id", "audio_path", "audio_ok", "source", "duration_s", "sample_rate_hz", "num_channels", "num_frames",
-        "audio_format", "probed", "cut_channels")}
+    columns = audio_probe.ClipAudioColumns(("source", "string"))
     for index, row in enumerate(rows):
-        clip_id, path = row["clip_id"], resolved_paths[index]
-        header = header_of.get(index)
-        duration, rate, channels = row["duration_s"], row["sample_rate_hz"], row["cut_channels"]
-        n_channels = frames = audio_format = None
-        ok = path is not None
+        clip_id, header = row["clip_id"], header_of.get(index)
+        ok = resolved_paths[index] is not None
         if isinstance(header, str):  # the file is there but cannot be read as audio
-            missing.append((clip_id, path, header))
-            ok = False
-        elif header is not None:
-            declared = audio_probe.Declared(duration_s=duration, sample_rate_hz=rate,
-                                            channels=row["declared_channels"], samples=row["declared_samples"],
-                                            start_s=row["start_s"] or 0.0,
-                                            cut_channels=tuple(channels) if channels is not None else None)
-            result = audio_probe.reconcile(declared, header)
+            missing.append((clip_id, resolved_paths[index], header))
+            header, ok = None, False
+        channels = row["cut_channels"]
+        declared = audio_probe.Declared(duration_s=row["duration_s"], sample_rate_hz=row["sample_rate_hz"],
+                                        channels=row["declared_channels"], samples=row["declared_samples"],
+                                        start_s=row["start_s"] or 0.0,
+                                        cut_channels=tuple(channels) if channels is not None else None)
+        result = columns.add(clip_id, stored_paths[index], ok, declared, header, source=row["source"])
+        if result is not None:
             if result.differences:
                 notes.add("declared_audio_differs", f"{clip_id}: {'; '.join(result.differences)}")
             if result.duration_from_file:
                 notes.add("durations_from_files")
             if header.channels > 1:
                 notes.add("multi_channel_audio", f"{clip_id}: {header.channels} channels, {header.format}")
-            duration, rate = result.duration_s, header.sample_rate_hz
-            channels = list(result.cut_channels) if result.cut_channels is not None else None
-            n_channels, frames, audio_format = header.channels, header.frames, header.format
-        if duration is None:
+        if columns.columns["duration_s"][-1] is None:
             notes.add("no_duration", clip_id)
-        columns["clip_id"].append(clip_id)
-        columns["audio_path"].append(path if path is not None else (
-            None if row["audio_ref"] is None or _looks_like_dataset_name(row["audio_ref"]) else
-            str(Path(row["audio_ref"]) if Path(row["audio_ref"]).is_absolute() else base / row["audio_ref"])))
-        columns["audio_ok"].append(ok)
-        columns["source"].append(row["source"])
-        columns["duration_s"].append(duration)
-        columns["sample_rate_hz"].append(rate)
-        columns["num_channels"].append(n_channels)
-        columns["num_frames"].append(frames)
-        columns["audio_format"].append(audio_format)
-        columns["probed"].append(header is not None and not isinstance(header, str))
-        columns["cut_channels"].append(channels)
-    schema = pa.schema([
-        ("clip_id", pa.string()), ("audio_path", pa.string()), ("audio_ok", pa.bool_()), ("source", pa.string()),
-        ("duration_s", pa.float64()), ("sample_rate_hz", pa.int32()), ("num_channels", pa.int32()),
-        ("num_frames", pa.int64()), ("audio_format", pa.string()), ("probed", pa.bool_()),
-        ("cut_channels", pa.list_(pa.int32()))])
-    return pa.table(columns, schema=schema), missing
+    return columns.table(), missing
 
 
 def _iter_audio_folder(folder: Path, notes: IngestNotes) -> Iterator[tuple[int, ClipRecord | ManifestError]]:
