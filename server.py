@@ -42,6 +42,7 @@ def build_app(db_path: Path, host: str):
     import streamlit as st
     from starlette.routing import Mount
 
+    from curation import store
     from curation.api.app import create_api
     from curation.cli.main import run_forwarded
     from curation.client import new_local_key, remove_server_file, write_server_file
@@ -53,6 +54,7 @@ def build_app(db_path: Path, host: str):
     async def lifespan(_app):
         from streamlit import config
 
+        store.hold_in_this_process(db_path)  # a forwarded read-only open shares the held database
         state.open()
         state.local_key = new_local_key()
         url = f"http://{_announced_host(host)}:{config.get_option('server.port')}"

@@ -12,6 +12,7 @@ from curation.store.schema import (
                                    Migration,
                                    connect,
                                    database_path,
+                                   hold_in_this_process,
                                    migrate,
                                    now_utc,
                                    resolve_db_path,
@@ -20,5 +21,5 @@ from curation.store.schema import (
 )
 
 __all__ = ["DEFAULT_DB_PATH", "FIRST_GENERATED_CAPTION_SQL", "MIGRATIONS", "ORIGINAL_CAPTIONS_SQL", "PROJECT_ROOT",
-           "RAW_TAGS_SQL", "SCHEMA_VERSION", "Migration", "connect", "database_path", "migrate", "now_utc",
+           "RAW_TAGS_SQL", "SCHEMA_VERSION", "Migration", "connect", "database_path", "hold_in_this_process", "migrate", "now_utc",
            "resolve_db_path", "schema_version", "transaction"]

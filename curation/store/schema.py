@@ -233,10 +233,23 @@ def resolve_db_path(cli_value: str | os.PathLike | None = None) -> Path:
     return DEFAULT_DB_PATH
 
 
+# Files this process holds read-write for its whole life (the server: ``hold_in_this_process``). DuckDB allows one
+# instance per file and process, with one configuration, so a read-only open of such a file in this process (a
+# forwarded `stats`) gets a connection of that instance; the caller still only reads.
+_HELD_IN_THIS_PROCESS: set[Path] = set()
+
+
+def hold_in_this_process(db_path: str | os.PathLike) -> None:
+    """Declare that this process keeps ``db_path`` open read-write (the server does, before it opens it)."""
+    _HELD_IN_THIS_PROCESS.add(resolve_db_path(db_path).resolve())
+
+
 def connect(db_path: str | os.PathLike | None = None, *, read_only: bool = False,
             memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open (creating and migrating if needed) the store; refuse a newer schema or a file held elsewhere."""
     path = resolve_db_path(db_path)
+    if read_only and path.resolve() in _HELD_IN_THIS_PROCESS:
+        read_only, memory_limit = False, None
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     config = {"memory_limit": memory_limit} if memory_limit else {}

@@ -49,3 +49,21 @@ def test_a_read_only_open_of_the_held_file_shares_the_servers_database(demo_db):
         reader.close()
     finally:
         held.close()
+
+
+def test_a_file_the_server_declares_held_is_shared_without_a_refused_read_only_open(demo_db, monkeypatch):
+    from curation.store import schema
+
+    monkeypatch.setattr(schema, "_HELD_IN_THIS_PROCESS", set())
+    store.hold_in_this_process(demo_db)
+    held = store.connect(demo_db)
+    opened = []
+    real_connect = schema.duckdb.connect
+    monkeypatch.setattr(schema.duckdb, "connect", lambda *a, **k: opened.append(k) or real_connect(*a, **k))
+    try:
+        reader = store.connect(demo_db, read_only=True)  # as a forwarded `stats` in the server opens it
+        assert reader.execute("SELECT count(*) FROM clips").fetchall()[0][0] == 60
+        reader.close()
+        assert [k.get("read_only") for k in opened] == [False]  # no refused read-only attempt first
+    finally:
+        held.close()
