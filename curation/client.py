@@ -243,6 +243,10 @@ class Client:
     def accept_prunes(self, tags: Iterable[str], *, k: int, min_df: int = 2, by: str | None = None) -> dict:
         return self._post("/suggestions/prunes/accept", {"tags": list(tags), "k": k, "min_df": min_df, "by": by})
 
+    def reject_prunes(self, tags: Iterable[str], *, by: str | None = None) -> list[str]:
+        """Keep these tags: their prune suggestions are not shown again."""
+        return self._post("/suggestions/prunes/reject", {"tags": list(tags), "by": by})["kept"]
+
     # --------------------------------------------------------------------------------------------- exports
     def exports(self):
         return _frame(self._get("/exports")["exports"])

@@ -329,6 +329,15 @@ def create_api(db_path: str | Path, *, run_cli: Callable | None = None) -> FastA
                          f"rare: fewer than {body.min_df} clips at K={body.k}")
         return _decision_json(record, True)
 
+    @api.post("/suggestions/prunes/reject", summary="keep these tags: their prune suggestions are not shown again")
+    def reject_prunes(con: Con, who: Who, body: models.RejectPrunes) -> dict:
+        from curation.vocabulary.suggestions import reject_prunes
+
+        name = who.name(body.by)
+        with bound(who, "decide"):
+            kept = _retrying(lambda: reject_prunes(con, body.tags, by=name), state)
+        return {"kept": kept}
+
     # ----------------------------------------------------------------------------------------------- exports
     @api.get("/exports", summary="vocabulary exports, newest first")
     def exports(con: Con, who: Who) -> dict:

@@ -104,6 +104,11 @@ class RejectMerge(Body):
     by: Name = None
 
 
+class RejectPrunes(Body):
+    tags: TagList
+    by: Name = None
+
+
 class AcceptPrunes(Body):
     tags: TagList
     k: Annotated[int, Field(ge=1)]

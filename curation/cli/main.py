@@ -44,7 +44,8 @@ NOT_FORWARDED = {
 # What a token's user must be allowed (curation/admin/permissions.py) to run a forwarded command, beyond the checks
 # the library makes itself. Corpus-changing commands are admin-only: the CLI has no finer rule for them.
 COMMAND_ABILITY = {
-    "stats": None, "demo": "users", "ingest": "users", "index-captions": "users", "decide": "decide",
+    "stats": None, "demo": "users", "ingest": "users", "index-captions": "users", "probe-audio": "users",
+    "decide": "decide",
     "suggest-merges": "decide", "export": "export", "decisions": "decide", "vocab": "decide",
     "extract-tags": "runs", "caption": "runs", "runs": "runs", "model-audit": "runs", "backup": "backup",
     "tokens": None,

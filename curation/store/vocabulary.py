@@ -147,9 +147,27 @@ def record_suggestion_verdict(con: duckdb.DuckDBPyConnection, group_key: str, ve
                 [group_key, verdict, by, now_utc(), json.dumps(members), canonical])
 
 
+PRUNE_KEY_PREFIX = "prune:"  # group_key of a prune suggestion's verdict: prune:<tag>
+
+
 def rejected_suggestion_members(con: duckdb.DuckDBPyConnection) -> list[list[str]]:
+    """The members of every rejected merge suggestion (rejected prune suggestions are not groups)."""
     return [json.loads(row[0]) for row in con.execute(
-        "SELECT members FROM suggestion_verdicts WHERE verdict = 'rejected' ORDER BY decided_at").fetchall()]
+        "SELECT members FROM suggestion_verdicts WHERE verdict = 'rejected' AND NOT starts_with(group_key, ?) "
+        "ORDER BY decided_at", [PRUNE_KEY_PREFIX]).fetchall()]
+
+
+def record_prune_rejections(con: duckdb.DuckDBPyConnection, tags: list[str], by: str) -> None:
+    decided_at = now_utc()
+    con.executemany("INSERT INTO suggestion_verdicts VALUES (?, 'rejected', ?, ?, ?, NULL)",
+                    [[PRUNE_KEY_PREFIX + tag, by, decided_at, json.dumps([tag])] for tag in tags])
+
+
+def rejected_prunes(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Tags a curator chose to keep when their prune was suggested."""
+    return {row[0][len(PRUNE_KEY_PREFIX):] for row in con.execute(
+        "SELECT DISTINCT group_key FROM suggestion_verdicts WHERE verdict = 'rejected' AND starts_with(group_key, ?)",
+        [PRUNE_KEY_PREFIX]).fetchall()}
 
 
 def projection(con: duckdb.DuckDBPyConnection, projection_key: str):

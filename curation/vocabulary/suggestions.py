@@ -74,6 +74,7 @@ from scipy import sparse
 
 from curation import store
 from curation.admin import permissions
+from curation.ingest.tag_text import normalize_tag
 from curation.store import published as store_published
 from curation.store import vocabulary as store_vocabulary
 from curation.vocabulary import lexical
@@ -314,6 +315,20 @@ def reject_suggestion(con: duckdb.DuckDBPyConnection, suggestion: MergeSuggestio
         store_vocabulary.record_suggestion_verdict(con, suggestion.group_key, "rejected", by.strip(), list(suggestion.tags),
                                         None)
 
+def reject_prunes(con: duckdb.DuckDBPyConnection, tags: list[str], *, by: str) -> list[str]:
+    """Keep these tags: their prune suggestions are never shown again (a prune decision can still be made).
+    Returns the tags as stored (spelled as the corpus spells tags)."""
+    by = permissions.authorize("decide", by)
+    if not isinstance(by, str) or not by.strip():
+        raise DecisionError("every verdict names who made it: expected a non-empty --by / display name")
+    tags = list(dict.fromkeys(normalize_tag(t) for t in tags))
+    if not tags or not all(tags):
+        raise DecisionError("expected at least one non-empty tag to keep")
+    with store.transaction(con):
+        store_vocabulary.record_prune_rejections(con, tags, by.strip())
+    return tags
+
+
 
 @dataclass(frozen=True)
 class PruneContext:
@@ -349,7 +364,8 @@ def suggest_prunes(con: duckdb.DuckDBPyConnection, *, k: int, min_df: int = 2,
         raise ValueError(f"k={k}, min_df={min_df}: expected a vocabulary size >= 1 and a clip count >= 1")
     view = compute_vocabulary(matrix if matrix is not None else load_tag_matrix(con), replay(list_decisions(con)))
     context = PruneContext(con=con, view=view, k=k, min_df=min_df)
-    proposals = [proposal for rule in PRUNE_RULES for proposal in rule(context)]
+    kept = store_vocabulary.rejected_prunes(con)  # tags a curator chose to keep (reject_prunes)
+    proposals = [proposal for rule in PRUNE_RULES for proposal in rule(context) if proposal["tag"] not in kept]
     return sorted(proposals, key=lambda p: (not p["in_top_k"], p["rank"]))
 
 

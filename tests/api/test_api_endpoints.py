@@ -109,6 +109,15 @@ def test_per_clip_edits_and_prune_suggestions(api):
     assert rare and all(row["df"] < 2 for row in rare)
     accepted = api.post("/suggestions/prunes/accept", json={"tags": [rare[0]["tag"]], "k": 50, "by": "ana"})
     assert accepted.status_code == 201 and accepted.json()["action"] == "prune"
+    # Rejecting a prune suggestion (keep the tag) removes it from the list for good, and prunes nothing.
+    rare = api.get("/suggestions/prunes", params={"k": 50, "min_df": 2}).json()["suggestions"]
+    kept = rare[0]["tag"]
+    rejected = api.post("/suggestions/prunes/reject", json={"tags": [kept], "by": "ana"})
+    assert rejected.status_code == 200 and rejected.json() == {"kept": [kept]}
+    again = api.get("/suggestions/prunes", params={"k": 50, "min_df": 2}).json()["suggestions"]
+    assert kept not in [row["tag"] for row in again] and len(again) == len(rare) - 1
+    assert kept in [row["tag"] for row in api.get("/vocabulary", params={"k": 5000}).json()["ranking"]]
+    assert api.post("/suggestions/prunes/reject", json={"tags": [], "by": "ana"}).status_code == 422
 
 
 def test_merge_suggestions_are_listed_accepted_and_rejected(api):

@@ -52,6 +52,7 @@ MATRIX = [
     ("GET", "/suggestions/prunes?k=5", None, "decide"),
     ("POST", "/suggestions/merges/reject", {"tags": ["bird", "birds"]}, "decide"),
     ("POST", "/suggestions/prunes/accept", {"tags": ["dog"], "k": 5}, "decide"),
+    ("POST", "/suggestions/prunes/reject", {"tags": ["dog"]}, "decide"),
     ("GET", "/exports", None, "browse"),
     ("POST", "/exports", {"k": 5}, "export"),
     ("GET", "/audit/campaigns", None, "audit"),
