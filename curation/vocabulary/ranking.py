@@ -181,14 +181,29 @@ class VocabularyView:
 
     def clip_tags_at(self, k: int) -> dict[str, list[str]]:
         """clip_id -> its canonical in-vocabulary tags (best rank first) for the top k; clips with none left out."""
-        tags = self.ranking["tag"].tolist()
-        rank_of = {tag_id: r for r, tag_id in enumerate(self.ranking["tag_id"].tolist(), start=1)}
         out: dict[str, list[str]] = {}
-        for clip_id, row, best in zip(self.clip_ids, self.canonical_rows, self.best_rank):
-            if best > k:
-                continue
-            out[clip_id] = [tags[rank_of[t] - 1] for t in row if t >= 0 and rank_of[t] <= k]
+        for start in range(0, self.n_clips, 65_536):
+            stop = min(start + 65_536, self.n_clips)
+            for clip_id, tags in zip(self.clip_ids[start:stop].tolist(), self.tags_of_rows(k, start, stop)):
+                if tags:
+                    out[clip_id] = tags
         return out
+
+    def tags_of_rows(self, k: int, start: int, stop: int) -> list[list[str]]:
+        """Per clip row in [start, stop): its canonical tags of rank <= k, best first ([] when none). An export
+        walks the corpus with it a batch at a time (a dict of every clip's tags costs GBs at 4M clips)."""
+        ranks = self._rank_of[self._rows.take(np.arange(start, stop))]
+        kept = ranks <= min(k, len(self.ranking))  # rows are best first: the kept ranks are each row's first ones
+        names = self._tag_by_rank[ranks[kept] - 1].tolist()
+        out, begin = [], 0
+        for end in np.cumsum(kept.sum(axis=1)).tolist():
+            out.append(names[begin:end])
+            begin = end
+        return out
+
+    @cached_property
+    def _tag_by_rank(self) -> np.ndarray:
+        return self.ranking["tag"].to_numpy(dtype=object)
 
 
 class _TagNames:
@@ -640,6 +655,7 @@ class VocabularyTracker:
         self.update_limit = update_limit  # share of clips touched above which a state is computed in full
         self._names = _TagNames(matrix)
         self._latest: dict[str, _Tally] = {}  # rank_by -> the last state's tally
+        self._last_view: dict[str, tuple[CurationState, VocabularyView]] = {}
         self._lock = threading.Lock()
         self.updates = 0  # states reached by an update (the rest were computed in full): for tests and benchmarks
 
@@ -647,6 +663,9 @@ class VocabularyTracker:
         if rank_by not in RANKINGS:
             raise ValueError(f"rank_by={rank_by!r}: expected one of {RANKINGS}")
         with self._lock:
+            last = self._last_view.get(rank_by)
+            if last is not None and last[0] == state:
+                return last[1]  # a page's rerun without a new decision (views are read, never written)
             old = self._latest.get(rank_by)
             tally = None if old is None else _updated_tally(old, self.matrix, state, self._names,
                                                             self.update_limit)
@@ -656,7 +675,9 @@ class VocabularyTracker:
             else:
                 self.updates += 1
             self._latest[rank_by] = tally
-            return _view_of(tally, self.matrix, state, self._names)
+            view = _view_of(tally, self.matrix, state, self._names)
+            self._last_view[rank_by] = (state, view)
+            return view
 
 
 def domain_mix(view: VocabularyView, matrix: TagMatrix) -> pd.DataFrame:

@@ -1,0 +1,77 @@
+"""An export is written a batch of clips at a time and compressed in blocks (issue 17: 4M clips in bounded
+memory): the file is the same whatever the batch and block sizes, lhotse reads every cut of a multi-member gzip,
+and a failure mid-export leaves no file behind."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from helpers import make_cut, write_jsonl
+from lhotse import CutSet
+
+from curation import store
+from curation.ingest.ingest import ingest_path
+from curation.store import exports as store_exports
+from curation.vocabulary import export as export_module
+from curation.vocabulary.decisions import Decision, record_decision
+from curation.vocabulary.export import export_vocabulary
+
+TAGS = ["music", "drum", "drums", "speech", "rain", "dog", "bark", "engine", "guitar", "piano", "wind", "birds"]
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    con = store.connect(tmp_path / "uts.duckdb")
+    cuts = [make_cut(f"clip-{i:03d}", tags=(TAGS[i % 12], TAGS[(i * 7) % 12], TAGS[(i * 5 + 1) % 12]),
+                     caption=f"Clip {i}: a caption with \"quotes\", ünïcode and a tab\t.",
+                     original=(f"human {i}",) * (i % 3), duration=1.0 + (i % 50))
+            for i in range(157)]
+    ingest_path(con, write_jsonl(tmp_path / "cuts.jsonl", cuts))
+    record_decision(con, Decision.merge(["drums"], into="drum"), by="ana")
+    record_decision(con, Decision.clip_add("clip-004", "extra tag"), by="ana")
+    yield con
+    con.close()
+
+
+def _lines(path):
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return handle.read().splitlines()
+
+
+def test_batches_and_blocks_do_not_change_the_export(corpus, tmp_path, monkeypatch):
+    whole = export_vocabulary(corpus, k=8, out_dir=tmp_path / "whole", by="ana")
+    monkeypatch.setattr(store_exports.export_clip_rows, "__defaults__", (10,))
+    monkeypatch.setattr(export_module._BlockGzipWriter, "BLOCK_BYTES", 2_000)  # many gzip members
+    pieces = export_vocabulary(corpus, k=8, out_dir=tmp_path / "pieces", by="ana")
+    assert _lines(tmp_path / "pieces" / "cuts.jsonl.gz") == _lines(tmp_path / "whole" / "cuts.jsonl.gz")
+    assert pieces.content_hash == whole.content_hash and pieces.clips_kept == whole.clips_kept
+    assert pieces.clips_kept + pieces.clips_dropped == 157
+    raw = (tmp_path / "pieces" / "cuts.jsonl.gz").read_bytes()
+    assert raw.count(b"\x1f\x8b\x08") > 5  # really several gzip members ...
+    cuts = CutSet.from_file(tmp_path / "pieces" / "cuts.jsonl.gz")  # ... which lhotse reads as one file
+    by_id = {cut.id: cut for cut in cuts}
+    assert len(by_id) == pieces.clips_kept
+    assert all(cut.supervisions[0].custom["audio_tag"] for cut in cuts)
+    first = json.loads(_lines(tmp_path / "pieces" / "cuts.jsonl.gz")[0])
+    assert first["supervisions"][0]["custom"]["caption"].startswith("Clip 0: a caption with \"quotes\", ünïcode")
+    assert "drums" not in {t for line in _lines(tmp_path / "whole" / "cuts.jsonl.gz")
+                           for t in json.loads(line)["supervisions"][0]["custom"]["audio_tag"]}
+
+
+def test_a_failure_mid_export_leaves_nothing(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(store_exports.export_clip_rows, "__defaults__", (10,))
+    calls = {"n": 0}
+    real_cut = export_module._cut
+
+    def failing_cut(clip, tags, channels):
+        calls["n"] += 1
+        if calls["n"] == 60:  # in the 6th batch
+            raise OSError("disk full")
+        return real_cut(clip, tags, channels)
+
+    monkeypatch.setattr(export_module, "_cut", failing_cut)
+    with pytest.raises(OSError, match="disk full"):
+        export_vocabulary(corpus, k=8, out_dir=tmp_path / "failed", by="ana")
+    assert not (tmp_path / "failed").exists()
+    assert corpus.execute("SELECT count(*) FROM exports").fetchall()[0][0] == 0
