@@ -265,34 +265,21 @@ def _intersect(keys: np.ndarray | None, other: np.ndarray | None) -> np.ndarray 
 
 
 def _canonical_mask(view: VocabularyView, state: CurationState, tags: tuple[str, ...], mode: str) -> np.ndarray:
-    rows = view.canonical_rows
     position = pd.Index(view.ranking["tag"]).get_indexer([state.canonical(tag) for tag in tags])
     known = np.unique(view.ranking["tag_id"].to_numpy()[position[position >= 0]])
     if not len(known) or (mode == "all" and (position < 0).any()):
         # No clip carries an unknown or pruned tag: "all" then matches nothing, "any" ignores it.
-        return np.zeros(len(rows), dtype=bool)
-    # One gather through a lookup table instead of a comparison per tag; slot -1 (empty) reads the last entry.
-    wanted = np.zeros(int(max(known.max(), rows.max(initial=0))) + 2, dtype=bool)
-    wanted[known] = True
-    hits = wanted[rows]
-    if mode == "any":
-        return hits.any(axis=1)
-    return hits.sum(axis=1) == len(known)  # a clip's canonical ids are distinct
+        return np.zeros(view.n_clips, dtype=bool)
+    return view.rows_with_tags(known, mode)
 
 
 def _canonical_names(view: VocabularyView, row_keys: np.ndarray, clip_keys: list[int]) -> list[tuple[str, ...]]:
     """Canonical tags (best rank first) of some clips; clips newer than the view have none yet."""
     if not clip_keys:
         return []
-    ids = view.ranking["tag_id"].to_numpy()
-    names = np.empty(int(max(ids.max(initial=0), view.canonical_rows.max(initial=0))) + 1, dtype=object)
-    names[ids] = view.ranking["tag"].to_numpy()
     wanted = np.asarray(clip_keys, dtype=np.int64)
     rows = np.searchsorted(row_keys, wanted)
-    out = []
-    for key, row in zip(wanted, rows):
-        if row < len(row_keys) and row_keys[row] == key:
-            out.append(tuple(names[t] for t in view.canonical_rows[row] if t >= 0))
-        else:
-            out.append(())
-    return out
+    in_view = (rows < len(row_keys)) & (row_keys[np.minimum(rows, len(row_keys) - 1)] == wanted) if len(row_keys) \
+        else np.zeros(len(wanted), dtype=bool)
+    names = iter(view.tags_of_rows(len(view.ranking), rows[in_view]))
+    return [tuple(next(names)) if hit else () for hit in in_view.tolist()]

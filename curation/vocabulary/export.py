@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import orjson
 
 from curation import store
@@ -203,7 +204,7 @@ def export_vocabulary(con: duckdb.DuckDBPyConnection, *, k: int, out_dir: Path, 
         # of tags, whatever the corpus size.
         for batch in store_exports.export_clip_rows(con):
             in_view = max(0, min(len(batch), view.n_clips - row))
-            batch_tags = view.tags_of_rows(k, row, row + in_view) + [[]] * (len(batch) - in_view)
+            batch_tags = view.tags_of_rows(k, np.arange(row, row + in_view)) + [[]] * (len(batch) - in_view)
             for clip, tags in zip(batch, batch_tags):
                 if row < view.n_clips and view.clip_ids[row] != clip["clip_id"]:
                     raise UtsError(f"clip {clip['clip_id']!r} is not the vocabulary's clip {view.clip_ids[row]!r} "

@@ -184,15 +184,16 @@ class VocabularyView:
         out: dict[str, list[str]] = {}
         for start in range(0, self.n_clips, 65_536):
             stop = min(start + 65_536, self.n_clips)
-            for clip_id, tags in zip(self.clip_ids[start:stop].tolist(), self.tags_of_rows(k, start, stop)):
+            for clip_id, tags in zip(self.clip_ids[start:stop].tolist(), self.tags_of_rows(k, np.arange(start, stop))):
                 if tags:
                     out[clip_id] = tags
         return out
 
-    def tags_of_rows(self, k: int, start: int, stop: int) -> list[list[str]]:
-        """Per clip row in [start, stop): its canonical tags of rank <= k, best first ([] when none). An export
-        walks the corpus with it a batch at a time (a dict of every clip's tags costs GBs at 4M clips)."""
-        ranks = self._rank_of[self._rows.take(np.arange(start, stop))]
+    def tags_of_rows(self, k: int, rows: np.ndarray) -> list[list[str]]:
+        """Per clip row given: its canonical tags of rank <= k, best first ([] when none). An export walks the
+        corpus with it a batch at a time (a dict of every clip's tags costs GBs at 4M clips); Browse names the
+        tags of a page's clips with it (without making every clip's rows)."""
+        ranks = self._rank_of[self._rows.take(np.asarray(rows, dtype=np.int64))]
         kept = ranks <= min(k, len(self.ranking))  # rows are best first: the kept ranks are each row's first ones
         names = self._tag_by_rank[ranks[kept] - 1].tolist()
         out, begin = [], 0
@@ -200,6 +201,23 @@ class VocabularyView:
             out.append(names[begin:end])
             begin = end
         return out
+
+    def rows_with_tags(self, tag_ids: np.ndarray, mode: str) -> np.ndarray:
+        """Per clip row: whether it holds any / all of these canonical ids (remembered per view: paging through
+        a filter asks again with every page)."""
+        key = (tuple(sorted(int(t) for t in tag_ids)), mode)
+        if key not in self._masks:
+            rows = self.canonical_rows
+            # One gather through a lookup table instead of a comparison per tag; slot -1 (empty) reads the last entry.
+            wanted = np.zeros(int(max(max(key[0], default=0), len(self._rank_of))) + 2, dtype=bool)
+            wanted[list(key[0])] = True
+            hits = wanted[rows]
+            self._masks[key] = hits.any(axis=1) if mode == "any" else hits.sum(axis=1) == len(key[0])
+        return self._masks[key]
+
+    @cached_property
+    def _masks(self) -> dict:
+        return {}
 
     @cached_property
     def _tag_by_rank(self) -> np.ndarray:
