@@ -5,10 +5,16 @@ accept the merge suggestions -> export at K -> tiny MTC pre-training -> import t
 model-audit`` (k-fold out-of-sample scores + confident-learning suspects). Then, for each planted bias
 (``CAPTIONER_BIASES``; ``clip_truth`` says on which clips it fired), precision and recall of the ranking at N (N =
 the number of planted cases, where precision = recall) and of the flagged suspects, against a random order of the
-same candidates (``curation.audit.model_audit.evaluate_planted_biases``), for each feature kind the held-out heads
-can see (the run's frozen encoder, label-free log-mel statistics, both).
+same candidates (``curation.audit.model_audit.evaluate_planted_biases``), for each setting of what the held-out
+heads see (the run's frozen encoder, label-free log-mel statistics, both; the log-mel moments alone or with their
+dynamics) and of how many cross-fits are averaged.
 
-Example: ``.venv/bin/python bench/model_audit_eval.py --work /tmp/uts_model_audit [--clips 600 --steps 150]``
+Then the loop is closed once (``second_round``): the first run's merge evidence (``model-evidence``: tags the model
+cannot tell apart), accepted by a simulated curator where both tags are surface forms of one demo concept, then
+export, pre-training and model audit again (run r2), evaluated the same way.
+
+Example: ``.venv/bin/python bench/model_audit_eval.py --work /tmp/uts_model_audit [--clips 600 --steps 150]
+[--json-out /tmp/ma.json]``
 """
 from __future__ import annotations
 
@@ -42,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=60)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--features", default="encoder,fbank,both", help="feature kinds to evaluate")
+    parser.add_argument("--no-second-round", action="store_true",
+                        help="skip closing the loop (model merge evidence -> merges -> export, train, audit again)")
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the per-bias tables as JSON")
+    parser.add_argument("--variants", default="both/dynamics/3,fbank/dynamics/3,encoder/-/3,"
+                                              "both/moments/1,fbank/moments/1,encoder/-/1",
+                        help="comma-separated FEATURES/FBANK_STATS/REPEATS settings of model-audit to evaluate "
+                             "(the first is timed inside the whole loop); moments + 1 repeat = the first version")
     args = parser.parse_args(argv)
     if args.work.exists() and any(args.work.iterdir()):
         sys.exit(f"{args.work} is not empty")
@@ -69,22 +81,29 @@ def main(argv: list[str] | None = None) -> int:
                       "--set", "num_workers=0", "--set", f"val_every={args.steps}",
                       "--set", f"ckpt_every={args.steps}"], timings, env)
     step("import run", [py, "-m", "curation", "runs", "import", str(run), "--db", str(db)], timings, env)
-    kinds = [k.strip() for k in args.features.split(",") if k.strip()]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     from curation import store
     from curation.audit.model_audit import evaluate_planted_biases, read_oos_scores
     from curation.demo.synth import CAPTIONER_BIASES, concept_of_tag
     from curation.store import corpus as store_corpus
 
     results = {}
-    for i, kind in enumerate(kinds):
-        out = step(f"model-audit ({kind})", [py, "-m", "curation", "model-audit", "--db", str(db), "--run", "r1",
-                                             "--folds", str(args.folds), "--features", kind, "--json"], timings, env)
+    for i, variant in enumerate(variants):
+        kind, fbank_stats, repeats = variant.split("/")
+        fbank_stats = "dynamics" if fbank_stats in ("-", "") else fbank_stats
+        out = step(f"model-audit ({variant})", [py, "-m", "curation", "model-audit", "--db", str(db), "--run", "r1",
+                                                "--folds", str(args.folds), "--features", kind, "--fbank-stats",
+                                                fbank_stats, "--repeats", repeats, "--json"], timings, env)
         if i == 0:
             timings["whole loop (first model-audit included)"] = round(time.perf_counter() - loop_started, 1)
         suspects = json.loads(out)
-        copy = work / "runs" / f"scores_{kind}"
+        copy = work / "runs" / f"scores_{variant.replace('/', '_')}"
         shutil.copytree(run / "model_audit", copy / "model_audit")
-        results[kind] = (len(suspects), read_oos_scores(copy))
+        results[variant] = (len(suspects), read_oos_scores(copy))
+    loop = None
+    if not args.no_second_round:
+        loop = second_round(args, work, db, py, env, timings, variants[0])
+        results[f"{variants[0]} after the model's merges"] = loop.pop("result")
     con = store.connect(db, read_only=True)
     truth = list(store_corpus.iter_table_rows(con, "clip_truth"))
     con.close()
@@ -92,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pd.set_option("display.width", 250)
     print(f"\nload: {os.getloadavg()}; timings (s): {json.dumps(timings)}")
+    summary = []
     for kind, (n_suspects, oos) in results.items():
         table = evaluate_planted_biases(oos, truth, CAPTIONER_BIASES, concept_of_tag)
         table["lift"] = table["precision_at_n"] / table["random_precision_at_n"]
@@ -99,7 +119,70 @@ def main(argv: list[str] | None = None) -> int:
         print(table[["bias", "bias_kind", "concept", "looked_for", "candidates", "planted", "precision_at_n",
                      "random_precision_at_n", "lift", "flagged", "flagged_precision", "flagged_recall"]]
               .round(3).to_string(index=False))
+        summary.append(table.assign(variant=kind, suspects=n_suspects))
+    if loop is not None:
+        print(f"\nmodel merge evidence: {json.dumps(loop)}")
+    if args.json_out:
+        pd.concat(summary).to_json(args.json_out, orient="records", indent=1)
+        Path(str(args.json_out) + ".timings.json").write_text(json.dumps({"timings": timings, "loop": loop,
+                                                                          "load": os.getloadavg()}))
     return 0
+
+
+def second_round(args, work: Path, db: Path, py: str, env: dict, timings: dict, variant: str) -> dict:
+    """Close the loop once: the first run's model evidence (``model-evidence``) proposes merges; a simulated
+    curator accepts a pair when both tags are surface forms of one demo concept (``concept_of_tag``: the demo's
+    vocabulary, not any clip's truth) and rejects the rest; then export, pre-train and audit again (run r2).
+    Returns what was proposed and accepted, and the second audit's scores under "result"."""
+    from curation.audit.model_audit import read_oos_scores
+    from curation.demo.synth import concept_of_tag
+
+    kind, fbank_stats, repeats = variant.split("/")
+    fbank_stats = "dynamics" if fbank_stats in ("-", "") else fbank_stats
+    audit = [py, "-m", "curation", "model-audit", "--db", str(db), "--folds", str(args.folds), "--features", kind,
+             "--fbank-stats", fbank_stats, "--repeats", repeats, "--json"]
+    started = time.perf_counter()
+    step("model-audit r1 again (round 2 starts)", [*audit, "--run", "r1"], timings, env)
+    evidence = json.loads(step("model-evidence", [py, "-m", "curation", "model-evidence", "--db", str(db), "--run",
+                                                  "r1", "--json"], timings, env))
+    flagged = [(r["tag_a"], r["tag_b"]) for r in evidence["merge"]]
+    same = [(a, b) for a, b in flagged if concept_of_tag(a) is not None and concept_of_tag(a) == concept_of_tag(b)]
+    # Union the accepted pairs into groups; each merges into its most frequent member.
+    oos = read_oos_scores(work / "runs" / "r1")
+    clips_of = dict(zip(oos.labels, oos.targets.sum(0)))
+    parent: dict[str, str] = {}
+
+    def root(tag: str) -> str:
+        while parent.get(tag, tag) != tag:
+            tag = parent[tag]
+        return tag
+
+    for a, b in same:
+        parent[root(a)] = root(b)
+    groups: dict[str, list[str]] = {}
+    for tag in {t for pair in same for t in pair}:
+        groups.setdefault(root(tag), []).append(tag)
+    merges = []
+    for members in groups.values():
+        into = max(members, key=lambda t: (clips_of.get(t, 0), t))
+        merges.append({"tags": sorted(members), "into": into})
+        subprocess.run([py, "-m", "curation", "decide", "merge", *sorted(members), "--into", into, "--db", str(db),
+                        "--by", "bench", "--reason", "bench: the model cannot tell them apart"], cwd=PROJECT,
+                       check=True, capture_output=True, env=env)
+    export2, run2 = work / "exports" / f"v{args.k}_round2", work / "runs" / "r2"
+    step("export (round 2)", [py, "-m", "curation", "export", "--db", str(db), "--k", str(args.k), "--out",
+                              str(export2), "--by", "bench"], timings, env)
+    step("pretrain (round 2)", [py, "-m", "training.pretrain", "--export", str(export2), "--out", str(run2),
+                                "--objective", "mtc", "--size", "tiny", "--steps", str(args.steps), "--device", "cpu",
+                                "--set", "max_batch_s=40", "--set", "num_workers=0", "--set",
+                                f"val_every={args.steps}", "--set", f"ckpt_every={args.steps}"], timings, env)
+    step("import run (round 2)", [py, "-m", "curation", "runs", "import", str(run2), "--db", str(db)], timings, env)
+    suspects = json.loads(step("model-audit r2", [*audit, "--run", "r2"], timings, env))
+    timings["round 2 in all"] = round(time.perf_counter() - started, 1)
+    return {"flagged_pairs": len(flagged), "same_concept_pairs": len(same),
+            "flagged": [f"{a}~{b}" for a, b in flagged], "merges": merges,
+            "prune_evidence": [r["tag"] for r in evidence["prune"]],
+            "result": (len(suspects), read_oos_scores(run2))}
 
 
 if __name__ == "__main__":

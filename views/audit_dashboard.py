@@ -1,12 +1,16 @@
-"""Bias dashboards: per-tag precision with 95% intervals, hallucination rates by domain / source / tag
-frequency / caption length, where the captioner over-asserts compared with human captions, annotator
-agreement and campaign progress. From a tag: prune it, or list its audited clips."""
+"""Bias dashboards: per-tag precision with 95% intervals, beside a trained model's estimate of it (model-based
+audit of a run), hallucination rates by domain / source / tag frequency / caption length, where the captioner
+over-asserts compared with human captions, annotator agreement and campaign progress. From a tag: prune it, or
+list its audited clips."""
 import plotly.express as px
 import streamlit as st
 
 from curation.audit.campaigns import AuditError, campaign_table
+from curation.audit.model_audit import ModelAuditError, precision_comparison
 from curation.audit.report import campaign_report, tag_clip_ids
+from curation.store import model_audit as store_model_audit
 from curation.vocabulary.decisions import Decision
+from ui.audit import model_vs_audit_figure, model_vs_audit_table
 from ui.auth import can
 from ui.db import db_cursor
 from ui.decide import decide
@@ -83,9 +87,57 @@ if tag:
         st.session_state["browse_tags"] = [tag]
         st.session_state["browse_audited"] = "yes"
         st.switch_page("views/browse.py")
+    disputing = store_model_audit.runs_disputing(db_cursor(), tag)
+    if disputing and clips_col.button(f"Open the clips where the model (run {escape_markdown(disputing[0])}) "
+                                      f"disputes {escape_markdown(repr(tag))} in Browse",
+                                      key="dashboard_open_disputed"):
+        st.session_state["browse_disputed_run"] = disputing[0]
+        st.session_state[f"browse_disputed_tag_{disputing[0]}"] = tag
+        st.session_state["browse_disputed_min"] = 0.0   # every dispute of the tag, not only the most confident
+        st.switch_page("views/browse.py")
     wrong = tag_clip_ids(report, tag, "wrong")
     clips_col.write(f"{len(wrong)} audited clips judged **wrong** for {escape_markdown(tag)}")
     clips_col.dataframe({"clip_id": wrong}, hide_index=True, height=200, key="dashboard_tag_clips")
+
+st.subheader("The model's view: precision estimated from a trained encoder, beside the audit")
+model_runs = store_model_audit.audited_runs(db_cursor())
+if model_runs.empty:
+    st.caption("No run has a model audit yet. `python -m curation model-audit --run RUN_ID` scores every clip of a "
+               "finished run's export with a model that never saw its labels; the run then appears here.")
+else:
+    model_run = st.selectbox("Run (runs with a model audit)", model_runs["run_id"].tolist(), key="dashboard_model_run",
+                             help="The model's estimate of the captioner's precision on a tag: 1 - the share of the "
+                                  "tag's clips where this run's out-of-sample scores dispute it.")
+    try:
+        comparison = precision_comparison(db_cursor(), model_run, int(campaign_id), precision=report.precision)
+    except ModelAuditError as exc:
+        st.error(str(exc))
+        comparison = None
+    if comparison is not None:
+        both = comparison[comparison["judged"].fillna(0) >= min_judged]
+        agree = int(sum(bool(v) for v in both["agrees"] if v is not None))
+        mcols = st.columns(3)
+        mcols[0].metric("Tags in both (judged at least this often)", f"{len(both):,}")
+        mcols[1].metric("Model agrees with the audit", f"{agree:,} of {len(both):,}")
+        mcols[2].metric("Tags only the model estimates", f"{int((comparison['judged'].fillna(0) == 0).sum()):,}")
+        strategy = store_model_audit.campaign_strategy(db_cursor(), int(campaign_id))
+        if strategy and strategy.startswith("suspects first"):
+            st.warning(f"This campaign was sampled '{escape_markdown(strategy)}': its precision describes the clips "
+                       "the model disputes, not the corpus, so it will sit below the model's estimate. Compare "
+                       "with a stratified campaign.")
+        st.caption("Blue dot and bar: the precision the audit measured, with its 95% interval. Green diamond: "
+                   "the model's estimate lies inside that interval (they agree); red cross: outside (they "
+                   "disagree). The model finds sporadic errors (a tag asserted at random), but passes a "
+                   "systematic bias as correct (it learns it from the labels): there the audit is right and the "
+                   "model's estimate sits too high.")
+        if both.empty:
+            st.info("No tag of this run's export was judged that often in this campaign.")
+        else:
+            st.plotly_chart(model_vs_audit_figure(both), width="stretch", key="model_vs_audit_chart")
+        st.dataframe(model_vs_audit_table(comparison), hide_index=True, width="stretch", key="model_vs_audit_table",
+                     column_config={name: st.column_config.NumberColumn(format="percent")
+                                    for name in ("Model's estimate", "Audited precision", "Audit interval low",
+                                                 "Audit interval high")})
 
 st.subheader("Hallucination rate (share of judged tags that were wrong)")
 by = st.segmented_control("By", list(report.rates), default="domain", key="dashboard_by") or "domain"

@@ -49,6 +49,8 @@ from curation.store import model_audit as store_model_audit
 from curation.store import runs as store_runs
 
 FEATURE_KINDS = ("encoder", "fbank", "both")
+FBANK_STATS = ("moments", "dynamics")   # training.oos_scores.FBANK_STATS (the library imports no training code)
+REPEATS = 3                             # training.oos_scores.REPEATS: cross-fits averaged over fold seeds
 SCORES_DIR = "model_audit"
 SCORES_FILE = "oos_scores.npz"
 META_FILE = "oos_scores.json"
@@ -185,10 +187,10 @@ def read_oos_scores(run_dir: Path) -> OosScores:
 
 
 def compute_oos_scores(run_dir: Path, *, folds: int, features: str = "both", device: str = "cpu",
-                       python: str | None = None) -> dict:
+                       python: str | None = None, fbank_stats: str = "dynamics", repeats: int = REPEATS) -> dict:
     """Run ``python -m training.oos_scores`` on the run directory (torch stays out of this process)."""
     command = [python or sys.executable, "-m", "training.oos_scores", "--run", str(run_dir), "--folds", str(folds),
-               "--features", features, "--device", device]
+               "--features", features, "--device", device, "--fbank-stats", fbank_stats, "--repeats", str(repeats)]
     result = subprocess.run(command, cwd=store.PROJECT_ROOT, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
@@ -196,7 +198,8 @@ def compute_oos_scores(run_dir: Path, *, folds: int, features: str = "both", dev
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _scores_current(run_dir: Path, folds: int, features: str) -> bool:
+def _scores_current(run_dir: Path, folds: int, features: str, fbank_stats: str = "dynamics",
+                    repeats: int = REPEATS) -> bool:
     meta_path = scores_path(run_dir).with_name(META_FILE)
     if not scores_path(run_dir).is_file() or not meta_path.is_file():
         return False
@@ -205,6 +208,10 @@ def _scores_current(run_dir: Path, folds: int, features: str) -> bool:
     except (OSError, ValueError):
         return False
     if meta.get("folds") != folds or meta.get("features") != features:
+        return False
+    # Scores written before these settings existed were moments-only, single cross-fits.
+    if meta.get("repeats", 1) != repeats or (features != "encoder"
+                                             and meta.get("fbank_stats", "moments") != fbank_stats):
         return False
     checkpoint = Path(run_dir) / "checkpoints" / "last.pt"
     # Scores made from an older checkpoint of this run (it was resumed and trained on) are stale.
@@ -228,17 +235,23 @@ def _run_dir(con: duckdb.DuckDBPyConnection, run_id: str) -> Path:
 
 
 def run_model_audit(con: duckdb.DuckDBPyConnection, run_id: str, *, folds: int = 5, features: str = "both",
-                    device: str = "cpu", recompute: bool = False) -> ModelAudit:
+                    device: str = "cpu", recompute: bool = False, fbank_stats: str = "dynamics",
+                    repeats: int = REPEATS) -> ModelAudit:
     """Score (or reuse the scores of) a finished run, find suspects, store everything for the run (replacing a
     previous audit of it, in one transaction) and return them."""
     if folds < 2:
         raise ModelAuditError(f"--folds {folds}: expected at least 2 (each clip is scored by a head fitted without it)")
     if features not in FEATURE_KINDS:
         raise ModelAuditError(f"--features {features}: expected one of {', '.join(FEATURE_KINDS)}")
+    if fbank_stats not in FBANK_STATS:
+        raise ModelAuditError(f"--fbank-stats {fbank_stats}: expected one of {', '.join(FBANK_STATS)}")
+    if repeats < 1:
+        raise ModelAuditError(f"--repeats {repeats}: expected at least 1")
     run_dir = _run_dir(con, run_id)
-    reused = not recompute and _scores_current(run_dir, folds, features)
+    reused = not recompute and _scores_current(run_dir, folds, features, fbank_stats, repeats)
     if not reused:
-        compute_oos_scores(run_dir, folds=folds, features=features, device=device)
+        compute_oos_scores(run_dir, folds=folds, features=features, device=device, fbank_stats=fbank_stats,
+                           repeats=repeats)
     oos = read_oos_scores(run_dir)
     return store_audit_of(con, run_id, oos, reused=reused)
 
@@ -266,7 +279,9 @@ def store_audit_of(con: duckdb.DuckDBPyConnection, run_id: str, oos: OosScores, 
     suspect_rows = suspects.assign(clip_key=[key_of[c] for c in suspects["clip_id"]],
                                    rank=np.arange(1, len(suspects) + 1))
     audit = {"folds": int(oos.meta.get("folds", 0)), "features": str(oos.meta.get("features", "")),
-             "method": str(oos.meta.get("method", "")), "scores_file": str(oos.meta.get("scores_file", "")),
+             "method": str(oos.meta.get("method", "")) + (
+                 f"; log-mel {oos.meta['fbank_stats']}" if oos.meta.get("fbank_stats") else "")
+             + f"; repeats={oos.meta.get('repeats', 1)}", "scores_file": str(oos.meta.get("scores_file", "")),
              "n_clips": len(oos.clip_ids), "n_tags": len(oos.labels), "stored_pairs": len(scores_rows),
              "omitted_pairs": len(known_rows) * len(oos.labels) - len(scores_rows),
              "min_stored_probability": MIN_STORED_PROBABILITY, "unknown_clips": unknown,
@@ -284,17 +299,20 @@ def suspects_records(suspects: pd.DataFrame, limit: int | None = None) -> list[d
             for r in frame.itertuples(index=False)]
 
 
-def precision_comparison(con: duckdb.DuckDBPyConnection, run_id: str, campaign: str | int) -> pd.DataFrame:
+def precision_comparison(con: duckdb.DuckDBPyConnection, run_id: str, campaign: str | int,
+                         precision: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per tag: the model's estimate of the captioner's precision beside the audited precision and its Wilson
     interval (curation/audit/stats.py), and whether the estimate lies inside the interval (agrees). Tags the
-    campaign did not judge keep NaN audit columns."""
+    campaign did not judge keep NaN audit columns (agrees: None). ``precision``: the campaign report's per-tag
+    precision when the caller has it already (the dashboard), else it is computed."""
     from curation.audit.report import campaign_report
 
     tags = store_model_audit.tags_frame(con, run_id)
     if tags.empty:
         raise ModelAuditError(f"--run {run_id}: no model audit stored; run python -m curation model-audit --run "
                               f"{run_id} first")
-    precision = campaign_report(con, campaign).precision
+    if precision is None:
+        precision = campaign_report(con, campaign).precision
     merged = tags[["tag", "asserted", "hallucinations", "estimated_precision", "mean_probability_asserted"]].merge(
         precision[["tag", "judged", "precision", "precision_low", "precision_high"]], on="tag", how="left")
     merged = merged.rename(columns={"precision": "audited_precision"})

@@ -47,7 +47,8 @@ COMMAND_ABILITY = {
     "stats": None, "demo": "users", "ingest": "users", "index-captions": "users", "probe-audio": "users",
     "decide": "decide",
     "suggest-merges": "decide", "export": "export", "decisions": "decide", "vocab": "decide",
-    "extract-tags": "runs", "caption": "runs", "runs": "runs", "model-audit": "runs", "backup": "backup",
+    "extract-tags": "runs", "caption": "runs", "runs": "runs", "model-audit": "runs", "model-evidence": "decide",
+    "backup": "backup",
     "tokens": None,
 }  # a command not listed here (added later) needs an admin's "users" ability until someone lists it
 AUDIT_ABILITY = {"create": "campaign", "reference": "campaign", "report": "browse"}

@@ -59,6 +59,7 @@ class BrowseFilters:
     audio_ok: bool | None = None  # True: audio found at ingest; False: missing
     disputed_by_run: str | None = None  # only clips where this run's model audit disputes a tag (model-audit)
     disputed_tag: str | None = None  # with disputed_by_run: only clips where it disputes this (canonical) tag
+    disputed_min_score: float | None = None  # with disputed_by_run: only disputes at least this confident (0-1)
 
     def __post_init__(self) -> None:
         # Tuples so that filters stay hashable (Streamlit caches and session state key on them).
@@ -144,7 +145,8 @@ def _candidate_keys(con: duckdb.DuckDBPyConnection, filters: BrowseFilters, view
     if filters.no_tag_at_k is not None:
         keys = _intersect(keys, row_keys[view.best_rank > int(filters.no_tag_at_k)])
     if filters.disputed_by_run is not None:
-        disputed = store_model_audit.disputed_clip_keys(con, filters.disputed_by_run, tag=filters.disputed_tag)
+        disputed = store_model_audit.disputed_clip_keys(con, filters.disputed_by_run, tag=filters.disputed_tag,
+                                                        min_score=filters.disputed_min_score)
         keys = _intersect(keys, np.asarray(disputed, dtype=row_keys.dtype))
     literals: tuple[str, ...] = ()
     if filters.text.strip():

@@ -12,6 +12,8 @@ Example::
 """
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pandas as pd
 import pyarrow as pa
@@ -100,8 +102,9 @@ def scores_frame(con: duckdb.DuckDBPyConnection, run_id: str, clip_ids: list[str
 
 
 def disputed_clip_keys(con: duckdb.DuckDBPyConnection, run_id: str, tag: str | None = None,
-                       kind: str | None = None) -> list[int]:
-    """Clip keys where the model disputes a tag (optionally one tag / one kind): the Browse filter's set."""
+                       kind: str | None = None, min_score: float | None = None) -> list[int]:
+    """Clip keys where the model disputes a tag (optionally one tag / one kind / at least ``min_score``): the
+    Browse filter's set."""
     sql = "SELECT DISTINCT clip_key FROM model_audit_suspects WHERE run_id = ?"
     params: list = [run_id]
     if tag is not None:
@@ -110,4 +113,44 @@ def disputed_clip_keys(con: duckdb.DuckDBPyConnection, run_id: str, tag: str | N
     if kind is not None:
         sql += " AND kind = ?"
         params.append(kind)
+    if min_score is not None:
+        sql += " AND score >= ?"
+        params.append(float(min_score))
     return [r[0] for r in con.execute(sql + " ORDER BY clip_key", params).fetchall()]
+
+
+def campaign_strategy(con: duckdb.DuckDBPyConnection, campaign_id: int) -> str | None:
+    """The sampling strategy an audit campaign's design records ("stratified", "suspects first (run r1)"), or
+    None for campaigns whose design names none (reference imports, older campaigns)."""
+    rows = con.execute("SELECT design FROM audit_campaigns WHERE campaign_id = ?", [int(campaign_id)]).fetchall()
+    if not rows or rows[0][0] is None:
+        return None
+    try:
+        design = json.loads(rows[0][0]) if isinstance(rows[0][0], str) else rows[0][0]
+    except ValueError:
+        return None
+    return design.get("strategy") if isinstance(design, dict) else None
+
+
+def suspects_of_clips(con: duckdb.DuckDBPyConnection, run_id: str, clip_keys: list[int],
+                      min_score: float | None = None) -> pd.DataFrame:
+    """clip_key, tag, kind, score, rank of the run's suspects on some clips (a Browse page), best first."""
+    if not clip_keys:
+        return pd.DataFrame(columns=["clip_key", "tag", "kind", "score", "rank"])
+    return con.execute("SELECT clip_key, tag, kind, score, rank FROM model_audit_suspects "
+                       "WHERE run_id = ? AND clip_key IN (SELECT unnest(?)) AND score >= ? ORDER BY rank",
+                       [run_id, [int(k) for k in clip_keys], float(min_score or 0.0)]).df()
+
+
+def suspect_tags(con: duckdb.DuckDBPyConnection, run_id: str, min_score: float | None = None) -> pd.DataFrame:
+    """tag, suspects (how many clips the run's model audit disputes it on, at least ``min_score``), most
+    disputed first."""
+    return con.execute("SELECT tag, count(*) AS suspects FROM model_audit_suspects WHERE run_id = ? AND score >= ? "
+                       "GROUP BY tag ORDER BY suspects DESC, tag", [run_id, float(min_score or 0.0)]).df()
+
+
+def runs_disputing(con: duckdb.DuckDBPyConnection, tag: str) -> list[str]:
+    """Runs whose model audit disputes ``tag`` on some clip, the most recently audited first."""
+    return [r[0] for r in con.execute(
+        "SELECT a.run_id FROM model_audits a WHERE EXISTS (SELECT 1 FROM model_audit_suspects s "
+        "WHERE s.run_id = a.run_id AND s.tag = ?) ORDER BY a.created_at DESC, a.run_id", [tag]).fetchall()]

@@ -69,3 +69,43 @@ def test_add_a_tag_to_one_clip(corpus_db, monkeypatch):
     con = store.connect(corpus_db)
     assert [(r.action, r.payload) for r in list_decisions(con)] == [("clip_add", {"clip_id": "c0", "tag": "calm"})]
     con.close()
+
+
+def test_the_model_disputes_this_tag(corpus_db, monkeypatch):
+    from curation.audit.model_audit import OosScores, store_audit_of
+
+    app = _browse(corpus_db, monkeypatch)
+    assert app.selectbox(key="browse_disputed_run").disabled  # no run has a model audit yet
+    labels = ["dog", "bark", "music", "piano", "speech", "male", "rain"]
+    asserted = {"c0": {"dog", "bark"}, "c1": {"music", "piano"}, "c2": {"speech", "male"}, "c3": {"dog"},
+                "c4": {"rain"}}
+    clip_ids = list(asserted)
+    targets = np.array([[tag in asserted[c] for tag in labels] for c in clip_ids])
+    scores = np.where(targets, 0.9, 0.03)
+    scores[3, 0] = 0.01     # "dog" asserted on c3, the model finds it unlikely: a suspected hallucination
+    scores[0, 6] = 0.97     # "rain" left out of c0, the model finds it likely: a suspected miss
+    con = store.connect(corpus_db)
+    store_audit_of(con, "r1", OosScores(clip_ids, labels, scores, targets, np.zeros(5, int),
+                                        {"folds": 2, "features": "fbank", "method": "test"}))
+    con.close()
+    app = _browse(corpus_db, monkeypatch)
+    app.selectbox(key="browse_disputed_run").set_value("r1").run()
+    assert not app.exception, app.exception
+    assert _shown(app) == ["c0", "c3"]
+    assert any("**2 clips match**" in m.value for m in app.markdown)
+    disputes = [m.value for m in app.markdown if m.value.startswith("Model (run r1) disputes:")]
+    assert len(disputes) == 2
+    assert "**rain**: suspected miss" in disputes[0] and "score 0.97" in disputes[0]
+    assert "**dog**: suspected hallucination" in disputes[1] and "score 0.99" in disputes[1]
+    app.number_input(key="browse_disputed_min").set_value(0.98).run()
+    assert _shown(app) == ["c3"]    # the miss on c0 (0.97) is below the score asked for
+    app.number_input(key="browse_disputed_min").set_value(0.5).run()
+    assert _shown(app) == ["c0", "c3"]
+    app.selectbox(key="browse_disputed_tag_r1").set_value("dog").run()
+    assert _shown(app) == ["c3"]
+    app.multiselect(key="browse_tags").set_value(["music"]).run()
+    assert _shown(app) == []   # combined with the other filters
+    app.multiselect(key="browse_tags").set_value([]).run()
+    app.selectbox(key="browse_disputed_run").set_value(None).run()
+    assert _shown(app) == ["c0", "c1", "c2", "c3", "c4"]
+    assert not [m for m in app.markdown if m.value.startswith("Model (run")]

@@ -331,5 +331,7 @@ def test_browse_filters_the_clips_the_model_disputes(planted, db_path):
         assert shown(disputed_by_run="r1", disputed_tag="high") == ["clip-07", "clip-20"]
         assert shown(disputed_by_run="r1", canonical_tags=("low",)) == ["clip-03", "clip-07"]
         assert shown(disputed_by_run="r2") == []
+        assert shown(disputed_by_run="r1", disputed_min_score=0.97) == ["clip-03", "clip-20"]   # the 0.95 miss goes
+        assert shown(disputed_by_run="r1", disputed_min_score=0.995) == ["clip-03"]
     finally:
         con.close()

@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 from training.errors import UsageError
-from training.oos_scores import cross_fit, fit_head_and_score, fold_of, main, score_run
+from training.oos_scores import (
+    DYNAMICS_DIM,
+    cross_fit,
+    fbank_dynamics,
+    fit_head_and_score,
+    fold_of,
+    main,
+    repeated_cross_fit,
+    score_run,
+)
 from training.pretrain import main as pretrain_main
 
 
@@ -41,6 +50,41 @@ def test_cross_fitted_scores_do_not_see_the_label_they_score():
         assert abs(_auc(out_of_sample[:, j], y[:, j]) - 0.5) < 0.15
 
 
+def test_repeated_cross_fits_stay_out_of_sample_and_average_the_splits():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 60)).astype(np.float32)
+    y = (rng.uniform(size=(120, 3)) < 0.5).astype(np.uint8)
+    ids = [str(i) for i in range(120)]
+    scores, folds = repeated_cross_fit(x, y, ids, n_folds=5, seed=0, repeats=3)
+    assert (folds == fold_of(ids, 5, 0)).all()   # the first repeat's folds are the ones recorded
+    for j in range(3):
+        assert abs(_auc(scores[:, j], y[:, j]) - 0.5) < 0.15
+    single = cross_fit(x, y, fold_of(ids, 5, 0), seed=0)
+    assert not np.allclose(scores, single)        # other splits were averaged in
+    assert np.allclose(repeated_cross_fit(x, y, ids, n_folds=5, seed=0, repeats=1)[0], single)
+    with pytest.raises(UsageError, match="repeats"):
+        repeated_cross_fit(x, y, ids, n_folds=5, seed=0, repeats=0)
+
+
+def _frames(envelope: np.ndarray) -> np.ndarray:
+    """80 log-mel bins following one level envelope (dB-like), 10 ms frames."""
+    return np.repeat(envelope[:, None], 80, axis=1).astype(np.float32)
+
+
+def test_fbank_dynamics_measure_rises_falls_and_modulation_rates():
+    t = np.arange(400)
+    n_bands = 20
+    steady = fbank_dynamics(_frames(np.zeros(400)))
+    assert not steady[: 6 * n_bands].any()              # a steady level neither rises nor falls
+    ramp = fbank_dynamics(_frames(0.01 * t)).reshape(-1)[: 6 * n_bands].reshape(3, 2, n_bands)  # lag, rise/fall
+    assert np.allclose(ramp[:, 0, 0], [0.01, 0.04, 0.16], atol=1e-5) and not ramp[:, 1].any()
+    features = fbank_dynamics(_frames(np.sin(2 * np.pi * 6.0 * t * 0.01)))   # a 6 Hz level modulation
+    modulation = features[6 * n_bands:].reshape(5, 16)  # octave bands 0.5-2, 2-4, 4-8, 8-16, 16-32 Hz
+    assert modulation.mean(1).argmax() == 2
+    short = fbank_dynamics(_frames(np.zeros(3)))        # shorter than the longest lag: zeros there, no error
+    assert short.shape == (DYNAMICS_DIM,) and np.isfinite(short).all()
+
+
 def test_a_learnable_tag_is_scored_well_out_of_sample():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((100, 8)).astype(np.float32)
@@ -62,8 +106,9 @@ def test_a_finished_run_is_scored_into_its_run_directory(tiny_run, capsys):
     assert main(["--run", str(tiny_run), "--folds", "3", "--features", "both"]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert (meta["folds"], meta["features"], meta["n_clips"], meta["n_tags"]) == (3, "both", 24, 4)
-    # tiny encoder: d_model 64, mean + std -> 128; fbank: 80 mel bins, mean + std -> 160
-    assert meta["feature_dim"] == 128 + 160
+    assert (meta["fbank_stats"], meta["repeats"]) == ("dynamics", 3)
+    # tiny encoder: d_model 64, mean + std -> 128; fbank: 80 mel bins, mean + std -> 160, + their dynamics
+    assert meta["feature_dim"] == 128 + 160 + DYNAMICS_DIM == 128 + 160 + 200
     with np.load(tiny_run / "model_audit" / "oos_scores.npz") as data:
         assert data["scores"].shape == data["targets"].shape == (24, 4)
         assert ((data["scores"] >= 0) & (data["scores"] <= 1)).all()
@@ -72,6 +117,11 @@ def test_a_finished_run_is_scored_into_its_run_directory(tiny_run, capsys):
         clip = list(data["clip_ids"]).index("clip-3")
         assert list(data["targets"][clip]) == [1, 0, 1, 1]  # clip 3: tone, high (odd), noise (multiple of 3)
     assert json.loads((tiny_run / "model_audit" / "oos_scores.json").read_text()) == meta
+    # The first version's features (moments only, one cross-fit) stay available.
+    assert main(["--run", str(tiny_run), "--folds", "3", "--features", "fbank", "--fbank-stats", "moments",
+                 "--repeats", "1"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert (meta["feature_dim"], meta["fbank_stats"], meta["repeats"]) == (160, "moments", 1)
 
 
 def test_bad_requests_are_refused_with_the_reason(tiny_run, tmp_path, capsys):
@@ -79,5 +129,7 @@ def test_bad_requests_are_refused_with_the_reason(tiny_run, tmp_path, capsys):
         score_run(tiny_run, n_folds=1, features="fbank", device="cpu")
     with pytest.raises(UsageError, match="cannot be split"):
         score_run(tiny_run, n_folds=25, features="fbank", device="cpu")
+    with pytest.raises(UsageError, match="fbank-stats"):
+        score_run(tiny_run, n_folds=3, features="fbank", device="cpu", fbank_stats="spectrum")
     assert main(["--run", str(tmp_path / "missing"), "--features", "fbank"]) == 2
     assert "config.json" in capsys.readouterr().err
