@@ -13,12 +13,20 @@ What it answers depends on a directive in the last user message:
   first six), after ``latency_s``.
 With ``reject_json_mode`` the server answers 400 to requests that ask for response_format (like servers
 without guided decoding), so the client must fall back to plain text.
+
+For the multi-server tests and bench/extract_multi_server.py: ``GET /v1/models`` answers as servers do (the
+client's health check); ``die()`` makes the server really go away (it stops listening and resets every open
+connection, in-flight requests unanswered); ``die_after=N`` does that by itself once N requests were answered;
+``answered`` counts the 200 answers written. As a process: ``--die-after N`` exits after N answers.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -46,8 +54,14 @@ class ScriptedChatServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, latency_s: float = 0.0, slow_s: float = 5.0, reject_json_mode: bool = False,
-                 answer_limit: int | None = None) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+                 answer_limit: int | None = None, die_after: int | None = None, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        # die(): after ``die_after`` answers (None: never by itself); ``died`` is set once it is gone.
+        self.die_after = die_after
+        self.answered = 0
+        self.dead = False
+        self.died = threading.Event()
+        self._connections: set[socket.socket] = set()
         self.latency_s = latency_s
         # Requests past the first ``answer_limit`` are held unanswered until stop(): a job then cannot finish,
         # so a test can kill it mid-way without racing it.
@@ -60,6 +74,47 @@ class ScriptedChatServer(ThreadingHTTPServer):
         self.audio_parts = 0
         self.lock = threading.Lock()
         self._thread: threading.Thread | None = None
+
+    def process_request(self, request, client_address) -> None:
+        with self.lock:
+            if self.dead:
+                self.shutdown_request(request)
+                return
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self.lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def count_answer(self) -> None:
+        """One more 200 answer written; the ``die_after``-th one makes the server die (in another thread: the
+        handler that wrote it must not wait for itself)."""
+        with self.lock:
+            self.answered += 1
+            dies = self.die_after is not None and self.answered >= self.die_after and not self.dead
+        if dies:
+            threading.Thread(target=self.die, daemon=True).start()
+
+    def die(self) -> None:
+        """Stop listening and reset every open connection: new requests are refused, in-flight ones and kept-alive
+        connections get a reset, no answer goes out any more (like a server process that was killed)."""
+        with self.lock:
+            self.dead = True
+            connections = list(self._connections)
+        self.release.set()
+        if self._thread is not None:
+            self.shutdown()
+        self.server_close()
+        for connection in connections:
+            try:
+                # SO_LINGER 0: close sends a reset at once, as the kernel does for a killed process.
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.died.set()
 
     def handle_error(self, request, client_address) -> None:
         # A client that gave up (timeout) closes its socket before the answer: expected here, not an error.
@@ -76,8 +131,9 @@ class ScriptedChatServer(ThreadingHTTPServer):
 
     def stop(self) -> None:
         self.release.set()
-        self.shutdown()
-        self.server_close()
+        if not self.dead:
+            self.shutdown()
+            self.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -94,9 +150,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_GET(self) -> None:  # http.server's naming
+        if self.server.dead:  # type: ignore[attr-defined]
+            self.close_connection = True
+            return
+        if self.path.endswith("/models"):
+            self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         server: ScriptedChatServer = self.server  # type: ignore[assignment]
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        if server.dead:
+            self.close_connection = True
+            return
         if not self.path.endswith("/chat/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
@@ -147,6 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
                        "Hope this helps!")
         else:
             content = json.dumps({"labels": labels_for(caption)})
+        if server.dead:  # died while this request waited: a dead server answers nothing
+            self.close_connection = True
+            return
         self._send(200, {
             "id": f"chatcmpl-{seen}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "scripted"),
@@ -154,15 +225,22 @@ class _Handler(BaseHTTPRequestHandler):
                          "message": {"role": "assistant", "content": content}}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         })
+        server.count_answer()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--die-after", type=int, help="exit (the process ends) after this many answers")
     args = parser.parse_args()
-    server = ScriptedChatServer(latency_s=args.latency_ms / 1000)
+    server = ScriptedChatServer(latency_s=args.latency_ms / 1000, die_after=args.die_after)
     print(server.server_address[1], flush=True)
-    server.serve_forever()
+    if args.die_after is None:
+        server.serve_forever()
+        return
+    server.start()
+    server.died.wait()
+    os._exit(0)  # the process ends: its sockets are closed by the kernel
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""The app's background tagging/captioning job: one per database, kept across reruns and sessions; and the review
-a job gets before it starts (what it will change, and whether its tags feed the vocabulary)."""
+"""The app's background tagging/captioning job: one per database, kept across reruns and sessions; the review
+a job gets before it starts (what it will change, and whether its tags feed the vocabulary); and the per-server
+table of a job spread over several model servers."""
 from __future__ import annotations
 
+import json
 import time
 
 import pandas as pd
@@ -10,6 +12,7 @@ import streamlit as st
 from curation.errors import UsageError
 from curation.extraction.backends import build_backend
 from curation.extraction.jobs import BackgroundJob, JobPreview, preview_job, producer_of
+from curation.store.extraction import jobs_frame
 from curation.vocabulary.decisions import Decision, record_decision
 from curation.vocabulary.ranking import vocabulary_sources
 from ui.db import db_cursor, db_path
@@ -142,3 +145,28 @@ def start_reviewed_job(args: dict, feed: str, *, by: str) -> None:
     if needs_decision:
         message += f" The vocabulary uses the tags of {', '.join(wanted)} (undo on the Vocabulary page)."
     flash(message)
+
+
+def server_table(servers) -> pd.DataFrame:
+    """One row per model server of a job: who answered how many requests, who was taken out of rotation and why."""
+    return pd.DataFrame([{"server": s["url"], "state": s["state"], "answered": s["answered"],
+                          "failed requests": s["errors"], "mean ms": s["mean_ms"],
+                          "taken out": s["drops"], "rejoined": s["rejoins"], "why taken out": s["reason"] or ""}
+                         for s in servers],
+                        columns=["server", "state", "answered", "failed requests", "mean ms", "taken out", "rejoined",
+                                 "why taken out"])
+
+
+def _servers_in_one_line(stored: str | None) -> str:
+    if not stored:
+        return ""
+    servers = json.loads(stored)
+    return "; ".join(f"{s['url']} {s['answered']:,}" + (" (dropped)" if s["state"] == "dropped" else "")
+                     for s in servers)
+
+
+def jobs_table(con) -> pd.DataFrame:
+    """The jobs log for the page: the per-server report as one readable line (url answered, dropped ones marked)."""
+    frame = jobs_frame(con)
+    frame["servers"] = [_servers_in_one_line(v) for v in frame["servers"]]
+    return frame

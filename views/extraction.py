@@ -1,5 +1,6 @@
-"""Tagging jobs: tag captions (offline lexicon, an OpenAI-compatible server or a local model) or caption audio,
-watch the job's progress, and read what failed with the model's raw answer.
+"""Tagging jobs: tag captions (offline extractors, one or several OpenAI-compatible servers, or a local model) or
+caption audio, watch the job's progress (per server when there are several), and read what failed with the model's
+raw answer.
 
 A job that would change many clips is never started by one click: Start shows what it will change (clips it
 takes, clips that already carry another extractor's tags, the tag rows it would add) and whether its tags may
@@ -8,9 +9,9 @@ import streamlit as st
 
 from curation.errors import UtsError
 from curation.extraction.backends import DEFAULT_CONCURRENCY, TAG_BACKENDS, build_backend
-from curation.store.extraction import failures_frame, jobs_frame, work_summary
+from curation.store.extraction import failures_frame, work_summary
 from ui.db import db_cursor
-from ui.jobs import current_job, job_outcome_is_mine, render_job_review, start_reviewed_job
+from ui.jobs import current_job, job_outcome_is_mine, jobs_table, render_job_review, server_table, start_reviewed_job
 from ui.state import require_name, show_flash
 
 st.title("Tagging jobs")
@@ -32,10 +33,14 @@ with st.form("job_form"):
                            help="offline: open-vocabulary tags from spaCy, no model server (tags only, the default); "
                                 "lexicon: the closed audio lexicon (tags only); openai: an OpenAI-compatible server "
                                 "(vLLM, Ollama, llama.cpp, TGI); transformers: a model folder on this machine")
-    base_url = b2.text_input("Server URL", placeholder="http://127.0.0.1:8000/v1", key="job_base_url")
+    base_url = b2.text_input("Server URL(s)", placeholder="http://127.0.0.1:8000/v1", key="job_base_url",
+                             help="Several servers (e.g. one vLLM per GPU node): separate them with commas. Requests "
+                                  "go to whichever server is free; one that fails is taken out of rotation and its "
+                                  "requests are sent to the others.")
     model = b3.text_input("Model (server name or local folder)", key="job_model")
     o1, o2, o3, o4 = st.columns(4)
-    concurrency = o1.number_input("Requests in flight", 1, 512, DEFAULT_CONCURRENCY, key="job_concurrency")
+    concurrency = o1.number_input("Requests in flight per server", 1, 512, DEFAULT_CONCURRENCY,
+                                  key="job_concurrency")
     limit = o2.number_input("At most N clips (0: all)", 0, 10_000_000, 0, key="job_limit")
     captioner = o3.selectbox("Tag the captions of", ["(first of each clip)", *summary["captioners"]],
                              key="job_captioner")
@@ -86,6 +91,8 @@ def job_progress() -> None:
         eta = f", about {progress.eta_s:,.0f} s left" if job.running and progress.eta_s is not None else ""
         st.progress(min(share, 1.0), text=f"Job {progress.job_id}: {progress.finished:,} of {progress.planned:,} "
                                           f"clips ({progress.failed:,} failed), {progress.per_second:,.1f} clips/s{eta}")
+    if progress is not None and progress.servers:
+        st.dataframe(server_table(progress.servers), hide_index=True, width="content", key="job_servers")
     if job.running:
         if st.button("Stop the job", key="job_stop"):
             job.stop()
@@ -101,7 +108,7 @@ def job_progress() -> None:
 job_progress()
 
 st.subheader("Jobs")
-st.dataframe(jobs_frame(db_cursor()), hide_index=True, width="stretch")
+st.dataframe(jobs_table(db_cursor()), hide_index=True, width="stretch")
 st.subheader("Failures (the model's raw answer kept)")
 failures = failures_frame(db_cursor())
 if failures.empty:

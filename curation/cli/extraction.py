@@ -8,6 +8,8 @@ Example::
     python -m curation extract-tags --db data/uts.duckdb --backend lexicon    # the closed audio lexicon
     python -m curation extract-tags --db data/uts.duckdb --backend openai --base-url http://gpu:8000/v1 \\
         --model Qwen2.5-7B-Instruct --concurrency 32
+    python -m curation extract-tags --db data/uts.duckdb --backend openai --model Qwen2.5-7B-Instruct \\
+        --base-url http://gpu1:8000/v1 --base-url http://gpu2:8000/v1,http://gpu3:8000/v1   # several servers
     python -m curation caption --db data/uts.duckdb --backend openai --base-url http://gpu:8001/v1 \\
         --model Qwen3-Omni-30B-A3B-Captioner
 """
@@ -19,6 +21,8 @@ import sys
 
 from curation.extraction.backends import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_DROP_AFTER,
+    DEFAULT_REPROBE_S,
     DEFAULT_RETRIES,
     DEFAULT_TAG_BACKEND,
     DEFAULT_TIMEOUT_S,
@@ -55,13 +59,23 @@ def add_commands(commands, db_argument) -> None:
 
 
 def _common(parser: argparse.ArgumentParser, *, max_tokens: int, temperature: float = 0.3) -> None:
-    parser.add_argument("--base-url", help="server URL including /v1, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--base-url", action="append",
+                        help="server URL including /v1, e.g. http://127.0.0.1:8000/v1; several servers: repeat the "
+                             "flag or give a comma list (requests go to whichever server is free; a failing one is "
+                             "taken out of rotation and its requests are sent elsewhere)")
     parser.add_argument("--model", help="model name on the server (openai) or a local model folder (transformers)")
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY",
                         help="environment variable holding the API key (default OPENAI_API_KEY; unset is fine for "
                              "local servers)")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
-                        help=f"requests in flight (openai; default {DEFAULT_CONCURRENCY})")
+                        help=f"requests in flight per server (openai; default {DEFAULT_CONCURRENCY})")
+    parser.add_argument("--drop-after", type=int, default=DEFAULT_DROP_AFTER,
+                        help="openai: take a server out of rotation after this many failed requests in a row "
+                             f"(connection, timeout, 5xx after the retries; default {DEFAULT_DROP_AFTER}); one "
+                             "failure whose server also fails its health check (GET /models) drops it at once")
+    parser.add_argument("--reprobe-s", type=float, default=DEFAULT_REPROBE_S,
+                        help="openai: check a dropped server again this often and let it rejoin when it answers "
+                             f"(default {DEFAULT_REPROBE_S:g} s; 0: never)")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call (transformers)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per request")
     parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
@@ -91,7 +105,8 @@ def make_backend(args: argparse.Namespace, task: str, con=None):
                          timeout_s=args.timeout, retries=args.retries, temperature=args.temperature,
                          top_p=getattr(args, "top_p", None), max_tokens=args.max_tokens, api_key_env=args.api_key_env,
                          batch_size=args.batch_size, device=args.device, vocabulary=vocabulary,
-                         processes=getattr(args, "processes", None))
+                         processes=getattr(args, "processes", None), drop_after=args.drop_after,
+                         reprobe_s=args.reprobe_s)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,8 +119,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         backend = make_backend(args, task, con)
 
+        drops_told: dict[str, int] = {}
+
         def on_progress(progress) -> None:
             nonlocal bar
+            for server in progress.servers:  # a server taken out of rotation is said at once, not only at the end
+                if server["drops"] > drops_told.get(server["url"], 0) and server["state"] == "dropped":
+                    drops_told[server["url"]] = server["drops"]
+                    message = (f"server {server['url']} taken out of rotation after {server['answered']:,} answers: "
+                               f"{server['reason']}")
+                    (bar.write if bar is not None else print)(message, file=sys.stderr)
             if args.no_progress:
                 return
             if bar is None:
@@ -114,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
                 bar = tqdm(total=progress.planned, unit="clip", desc=f"{task} job {progress.job_id}",
                            file=sys.stderr, smoothing=0.1)
             bar.update(progress.finished - bar.n)
-            bar.set_postfix(failed=progress.failed, refresh=False)
+            live = sum(server["state"] == "live" for server in progress.servers)
+            bar.set_postfix(failed=progress.failed, refresh=False,
+                            **({"servers": f"{live}/{len(progress.servers)}"} if len(progress.servers) > 1 else {}))
 
         report = run_job(con, backend, task=task, limit=args.limit, force=args.force, by=args.by,
                          captioner=getattr(args, "captioner", None), on_progress=on_progress)
@@ -130,7 +155,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"job {report.job_id} ({report.producer}, prompt {report.prompt_hash}): {report.status}; "
               f"done {report.done}, failed {report.failed}, skipped {report.skipped} (already done), "
               f"not eligible {report.not_eligible}{extra}; {report.seconds:.1f} s, {report.per_second:.1f} clips/s")
+        for line in server_lines(report.servers):
+            print(line)
         if report.failed:
             print("failures (with the model's raw answer): table extraction_attempts, or the Tagging page",
                   file=sys.stderr)
     return 0 if report.status == "finished" else 1
+
+
+def server_lines(servers) -> list[str]:
+    """One line per server of a multi-server job (none for one server that stayed up): who answered what, who was
+    dropped and why."""
+    if len(servers) < 2 and not any(s["drops"] for s in servers):
+        return []
+    lines = []
+    for s in servers:
+        mean = f", mean {s['mean_ms']:g} ms" if s["mean_ms"] is not None else ""
+        line = f"  {s['url']}: {s['state']}, answered {s['answered']:,}, {s['errors']:,} failed requests{mean}"
+        if s["drops"]:
+            line += (f"; taken out of rotation {s['drops']}x" + (f", rejoined {s['rejoins']}x" if s["rejoins"] else "")
+                     + f" (last: {s['reason']})")
+        lines.append(line)
+    return lines

@@ -6,11 +6,13 @@ raw text the model produced or the error that stopped it. Parsing the text is th
 backend's answers go through the same parser.
 
 Backends:
-- ``OpenAIChatBackend``: any OpenAI-compatible chat-completions server (vLLM, Ollama, llama.cpp, TGI), many
-  requests in flight, timeouts, retries with backoff on 429/5xx/connection errors (the openai client's own:
-  exponential, honours Retry-After), JSON output requested and dropped if the server refuses it. With
-  ``audio=True`` it sends the clip's audio as an ``input_audio`` part (how vLLM serves audio captioners such as
-  Qwen3-Omni-30B-A3B-Captioner).
+- ``OpenAIChatBackend``: one or several OpenAI-compatible chat-completions servers (vLLM, Ollama, llama.cpp,
+  TGI), ``concurrency`` requests in flight per server, timeouts, retries with backoff on 429/5xx/connection
+  errors (the openai client's own: exponential, honours Retry-After), JSON output requested and dropped per server
+  if it refuses it. Several servers are kept busy together (curation/extraction/server_pool.py): faster servers
+  take more requests, a failing server is taken out of rotation and its requests are re-sent elsewhere, and
+  ``server_report()`` says who answered what. With ``audio=True`` it sends the clip's audio as an
+  ``input_audio`` part (how vLLM serves audio captioners such as Qwen3-Omni-30B-A3B-Captioner).
 - ``TransformersChatBackend``: a local causal LM from a path, batched generation (for a GPU node).
 - ``TransformersCaptionBackend``: a local audio-to-text model from a path (speech-seq2seq family).
 - ``OpenVocabTagBackend`` (``offline``, the default for tags): the open-vocabulary spaCy extractor
@@ -20,6 +22,7 @@ Backends:
 Example::
 
     backend = OpenAIChatBackend(base_url="http://127.0.0.1:8000/v1", model="Qwen2.5-7B-Instruct", concurrency=32)
+    # several servers: base_url=["http://gpu1:8000/v1", "http://gpu2:8000/v1"] or "http://gpu1:8000/v1,http://..."
     for answer in backend.answers([Request(key=1, messages=messages_for("A dog barks"))]):
         print(answer.key, answer.text, answer.error)
 """
@@ -40,6 +43,8 @@ from curation.errors import UsageError
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_RETRIES = 4
+DEFAULT_DROP_AFTER = 5  # server-level failures in a row that take a server out of rotation, health check or not
+DEFAULT_REPROBE_S = 30.0  # a dropped server is checked again this often and rejoins when it answers (0: never)
 # Tag backends by name, the default first: what the CLI and the app's Tagging page offer.
 OFFLINE_TAG_BACKENDS = ("offline", "lexicon")  # open-vocabulary spaCy extractor; closed audio lexicon
 TAG_BACKENDS = (*OFFLINE_TAG_BACKENDS, "openai", "transformers")
@@ -60,34 +65,81 @@ class Answer:
     text: str | None  # what the model answered (None when it did not answer)
     error: str | None  # why there is no usable answer (None on success)
     attempts: int = 1
+    server: str | None = None  # the base URL that answered (OpenAI-compatible backend)
 
 
 class BackendUnavailable(UsageError):
     """The backend cannot start: a missing package, model path or server. Says which and how to fix it."""
 
 
+class ServersUnavailable(BackendUnavailable):
+    """Every server of an OpenAI-compatible job was taken out of rotation: the job stops, and every answer received
+    before is recorded (run it again to continue). ``servers``: the per-server report (url, state, answered,
+    errors, reason); ``answered``: answers handed to the job."""
+
+    def __init__(self, servers: list[dict], answered: int, at_start: bool) -> None:
+        self.servers = servers
+        self.answered = answered
+        if at_start and len(servers) == 1:
+            message = (f"--base-url {servers[0]['url']}: no connection ({servers[0]['reason']}); is the server "
+                       "running and the URL right (it ends in /v1)?")
+        else:
+            reasons = "; ".join(f"{s['url']}: {s['reason']} (answered {s['answered']})" for s in servers)
+            message = (f"all {len(servers)} server(s) failed and were taken out of rotation: {reasons}. "
+                       f"{answered} answer(s) were received and are recorded; clips not answered were not "
+                       "attempted: run the same command again to continue once a server answers (is it running "
+                       "and does its URL end in /v1?)")
+        super().__init__(message)
+
+
+def parse_base_urls(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The server URLs of ``--base-url``: one value or several (repeated flag), each a comma or space separated
+    list; trailing slashes dropped. A URL without http(s):// or listed twice is a UsageError naming it."""
+    values = [value] if isinstance(value, str) else list(value or ())
+    urls: list[str] = []
+    for entry in values:
+        for url in (entry or "").replace(",", " ").split():
+            url = url.rstrip("/")
+            if not url.lower().startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+                raise UsageError(f"--base-url {url!r}: expected a server URL starting with http:// or https:// and "
+                                 "ending in /v1, e.g. http://127.0.0.1:8000/v1")
+            if url in urls:
+                raise UsageError(f"--base-url {url}: listed twice (each server once; --concurrency is per server)")
+            urls.append(url)
+    return tuple(urls)
+
+
 # ------------------------------------------------------------------------------------------ OpenAI-compatible
 
 class OpenAIChatBackend:
-    """Chat completions against an OpenAI-compatible server, ``concurrency`` requests in flight."""
+    """Chat completions against one or several OpenAI-compatible servers, ``concurrency`` requests in flight on
+    each (see curation/extraction/server_pool.py for how several are kept busy and how a failing one is handled)."""
 
     name = "openai"
 
-    def __init__(self, *, base_url: str, model: str, concurrency: int = DEFAULT_CONCURRENCY,
+    def __init__(self, *, base_url: str | Sequence[str], model: str, concurrency: int = DEFAULT_CONCURRENCY,
                  timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = DEFAULT_RETRIES, temperature: float = 0.3,
                  top_p: float | None = None, max_tokens: int = 200, json_output: bool = True,
-                 api_key_env: str = "OPENAI_API_KEY", audio: bool = False) -> None:
+                 api_key_env: str = "OPENAI_API_KEY", audio: bool = False, drop_after: int = DEFAULT_DROP_AFTER,
+                 reprobe_s: float = DEFAULT_REPROBE_S) -> None:
         try:
             import openai  # noqa: F401  (checked here so that a missing package is a clear message)
         except ImportError:
             raise BackendUnavailable("the openai backend needs the 'openai' package: pip install openai") from None
-        if not base_url:
-            raise UsageError("--base-url is required for --backend openai (e.g. http://127.0.0.1:8000/v1)")
+        urls = parse_base_urls(base_url)
+        if not urls:
+            raise UsageError("--base-url is required for --backend openai (e.g. http://127.0.0.1:8000/v1; repeat it "
+                             "or give a comma list for several servers)")
         if not model:
             raise UsageError("--model is required for --backend openai (the name the server serves)")
         if concurrency < 1:
             raise UsageError(f"--concurrency {concurrency}: expected at least 1")
-        self.base_url = base_url.rstrip("/")
+        if drop_after < 1:
+            raise UsageError(f"--drop-after {drop_after}: expected at least 1 failure in a row")
+        if reprobe_s < 0:
+            raise UsageError(f"--reprobe-s {reprobe_s:g}: expected 0 (never) or more seconds")
+        self.base_urls = urls
+        self.base_url = ",".join(urls)  # as given to --base-url (one URL, or the comma list)
         self.model = model
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -95,36 +147,58 @@ class OpenAIChatBackend:
         self.temperature = temperature
         self.top_p = top_p
         self.max_tokens = max_tokens
-        self.json_output = json_output and not audio
+        self._json_requested = json_output and not audio
+        self._json_refused: set[str] = set()  # servers that refused JSON mode (asked in plain text from then on)
         self.api_key = os.environ.get(api_key_env) or "EMPTY"  # local servers accept any key
         self.audio = audio
+        self.drop_after = drop_after
+        self.reprobe_s = reprobe_s
         self._stop = threading.Event()
+        self._pool = None
+
+    @property
+    def json_output(self) -> bool:
+        """JSON mode is asked for (False once every server refused it)."""
+        return self._json_requested and not set(self.base_urls) <= self._json_refused
+
+    def json_for(self, url: str) -> bool:
+        return self._json_requested and url not in self._json_refused
 
     @property
     def settings(self) -> dict:
         return {"base_url": self.base_url, "model": self.model, "temperature": self.temperature,
                 "top_p": self.top_p, "max_tokens": self.max_tokens, "json_output": self.json_output,
-                "concurrency": self.concurrency, "timeout_s": self.timeout_s, "retries": self.retries}
+                "concurrency": self.concurrency, "timeout_s": self.timeout_s, "retries": self.retries,
+                **({"servers": len(self.base_urls), "drop_after": self.drop_after, "reprobe_s": self.reprobe_s}
+                   if len(self.base_urls) > 1 else {})}
+
+    def server_report(self) -> list[dict]:
+        """Per server of the current (or last) call of ``answers``: url, state (live | dropped), answered,
+        errors, mean_ms, drops, rejoins, reason (why it was taken out of rotation)."""
+        return self._pool.report() if self._pool is not None else []
 
     def stop(self) -> None:
         self._stop.set()
 
     def answers(self, requests: Iterable[Request]) -> Iterator[Answer]:
-        """Answers as they arrive; the event loop runs in a helper thread so that callers stay synchronous."""
+        """Answers as they arrive; the event loop runs in a helper thread so that callers stay synchronous.
+        Raises ``ServersUnavailable`` (after yielding every answer received) when no server is left."""
+        from curation.extraction.server_pool import ServerPool
+
         out: queue.Queue = queue.Queue()
         finished = object()
         self._stop = threading.Event()  # per call: stop() ends this call, a later call starts afresh
+        pool = self._pool = ServerPool(self, list(self.base_urls), iter(requests), out, self._stop)
 
         def run() -> None:
             try:
-                asyncio.run(self._run_all(iter(requests), out))
+                asyncio.run(pool.run())
             except BaseException as exc:  # handed to the consumer, which re-raises it in its own thread
                 out.put(exc)
             out.put(finished)
 
         worker = threading.Thread(target=run, name="openai-backend", daemon=True)
         worker.start()
-        answered = unreachable = 0
         try:
             while True:
                 item = out.get()
@@ -132,53 +206,27 @@ class OpenAIChatBackend:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                if item.error is None:
-                    answered += 1
-                elif item.error.startswith("connection failed"):
-                    unreachable += 1
-                    # A server that never answered: stop at once rather than fail every clip after its retries.
-                    if not answered and unreachable >= self.concurrency:
-                        raise BackendUnavailable(
-                            f"--base-url {self.base_url}: no connection in the first {unreachable} requests "
-                            f"({item.error}); is the server running and the URL right (it ends in /v1)?")
                 yield item
         finally:
             self._stop.set()
             worker.join(timeout=self.timeout_s + 5)
 
-    async def _run_all(self, requests: Iterator[Request], out: queue.Queue) -> None:
-        import httpx2
-        from openai import AsyncOpenAI
-
-        limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        async with httpx2.AsyncClient(limits=limits, timeout=self.timeout_s) as http:
-            client = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout_s,
-                                 max_retries=self.retries, http_client=http)
-            lock = asyncio.Lock()
-
-            async def worker() -> None:
-                while not self._stop.is_set():
-                    async with lock:  # the request iterator may be a generator: one consumer at a time
-                        request = next(requests, None)
-                    if request is None:
-                        return
-                    out.put(await self._answer(client, request))
-
-            await asyncio.gather(*(worker() for _ in range(self.concurrency)))
-
-    async def _answer(self, client, request: Request) -> Answer:
+    async def ask(self, server, request: Request) -> tuple[Answer, str | None]:
+        """One request to one server: (answer, None), or (answer with the error, fault) when the failure is the
+        server's (fault: 'connection', 'timeout' or 'status'), which the pool may re-send elsewhere."""
         import openai
 
         try:
             messages = await asyncio.to_thread(_with_audio, request) if self.audio else request.messages
         except OSError as exc:
-            return Answer(request.key, None, f"audio unreadable: {exc}")
+            return Answer(request.key, None, f"audio unreadable: {exc}"), None
         kwargs = {"model": self.model, "messages": messages, "temperature": self.temperature,
                   "max_tokens": self.max_tokens}
         if self.top_p is not None:
             kwargs["top_p"] = self.top_p
         for _ in range(2):
-            if self.json_output:
+            json_mode = self.json_for(server.url)
+            if json_mode:
                 kwargs["response_format"] = {"type": "json_object"}
             else:
                 kwargs.pop("response_format", None)
@@ -186,29 +234,33 @@ class OpenAIChatBackend:
                 # The client's generic POST keeps its retries, backoff, timeouts and typed errors but skips the
                 # typed-parameter transform of ``chat.completions.create`` (~2 ms of CPU per request, which at
                 # 32 requests in flight would make this client, not the server, the bottleneck).
-                response = await client.post("/chat/completions", body=kwargs, cast_to=object)
+                response = await server.client.post("/chat/completions", body=kwargs, cast_to=object)
             except openai.BadRequestError as exc:
-                if self.json_output and "response_format" in str(exc).lower():
-                    self.json_output = False  # the server does not do JSON mode: ask in plain text from now on
+                if json_mode and "response_format" in str(exc).lower():
+                    self._json_refused.add(server.url)  # this server does not do JSON mode: plain text from now on
                     continue
-                return Answer(request.key, None, f"HTTP 400: {_short(exc)}")
+                return Answer(request.key, None, f"HTTP 400: {short_error(exc)}"), None
             except openai.APITimeoutError:
-                return Answer(request.key, None, f"timed out after {self.timeout_s:g} s ({self.retries} retries)")
+                return Answer(request.key, None, f"timed out after {self.timeout_s:g} s ({self.retries} retries)"), \
+                    "timeout"
             except openai.APIConnectionError as exc:
-                return Answer(request.key, None, f"connection failed ({self.retries} retries): {_short(exc)}")
+                return Answer(request.key, None, f"connection failed ({self.retries} retries): {short_error(exc)}"), \
+                    "connection"
             except openai.APIStatusError as exc:
-                return Answer(request.key, None, f"HTTP {exc.status_code} after {self.retries} retries: {_short(exc)}")
+                fault = "status" if exc.status_code >= 500 or exc.status_code == 429 else None
+                return Answer(request.key, None,
+                              f"HTTP {exc.status_code} after {self.retries} retries: {short_error(exc)}"), fault
             except openai.APIResponseValidationError as exc:
-                return Answer(request.key, None, f"malformed response: {_short(exc)}")
+                return Answer(request.key, None, f"malformed response: {short_error(exc)}"), None
             try:
                 content = response["choices"][0]["message"]["content"]
             except (KeyError, IndexError, TypeError):
-                return Answer(request.key, str(response)[:2000], "the server's answer has no choices[0].message")
-            return Answer(request.key, content if isinstance(content, str) else "", None)
-        return Answer(request.key, None, "the server refused the request")
+                return Answer(request.key, str(response)[:2000], "the server's answer has no choices[0].message"), None
+            return Answer(request.key, content if isinstance(content, str) else "", None), None
+        return Answer(request.key, None, "the server refused the request"), None
 
 
-def _short(exc: BaseException, limit: int = 300) -> str:
+def short_error(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split())
     return text[:limit]
 
@@ -506,12 +558,16 @@ class OfflineTagBackend:
             yield Answer(request.key, json.dumps({"labels": list(labels)}), None)
 
 
-def build_backend(backend: str, task: str, *, base_url: str | None = None, model: str | None = None,
+def build_backend(backend: str, task: str, *, base_url: str | Sequence[str] | None = None, model: str | None = None,
                   concurrency: int = DEFAULT_CONCURRENCY, timeout_s: float = DEFAULT_TIMEOUT_S,
                   retries: int = DEFAULT_RETRIES, temperature: float | None = None, top_p: float | None = None,
                   max_tokens: int | None = None, api_key_env: str = "OPENAI_API_KEY", batch_size: int = 16,
-                  device: str | None = None, vocabulary: Sequence[str] | None = None, processes: int | None = None):
+                  device: str | None = None, vocabulary: Sequence[str] | None = None, processes: int | None = None,
+                  drop_after: int = DEFAULT_DROP_AFTER, reprobe_s: float = DEFAULT_REPROBE_S):
     """The backend for ``task`` ('tags' or 'captions') by name; typed errors for what is missing or unknown.
+
+    ``base_url``: one server URL, a comma list, or a sequence of them (the openai backend spreads the job over
+    all of them; ``concurrency`` is per server).
 
     ``offline`` (the default of ``extract-tags``) is the open-vocabulary extractor; ``lexicon`` the closed-lexicon
     one (``vocabulary``: extra corpus tags it may match)."""
@@ -525,7 +581,8 @@ def build_backend(backend: str, task: str, *, base_url: str | None = None, model
     if backend == "openai":
         return OpenAIChatBackend(base_url=base_url or "", model=model or "", concurrency=concurrency,
                                  timeout_s=timeout_s, retries=retries, temperature=temperature, top_p=top_p,
-                                 max_tokens=max_tokens, api_key_env=api_key_env, audio=(task == "captions"))
+                                 max_tokens=max_tokens, api_key_env=api_key_env, audio=(task == "captions"),
+                                 drop_after=drop_after, reprobe_s=reprobe_s)
     if backend == "transformers":
         if task == "tags":
             return TransformersChatBackend(model=model or "", batch_size=batch_size, max_new_tokens=max_tokens,

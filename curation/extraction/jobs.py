@@ -54,6 +54,9 @@ class JobReport:
     not_eligible: int  # clips without a generated caption (tags) or without audio (captions)
     tag_rows: int
     seconds: float
+    # Per server of an OpenAI-compatible job: url, state (live | dropped), answered, errors, mean_ms, drops,
+    # rejoins, reason (why it was taken out of rotation); empty for other backends.
+    servers: tuple[dict, ...] = ()
 
     @property
     def per_second(self) -> float:
@@ -64,7 +67,7 @@ class JobReport:
         return self.tag_rows / self.done if self.done else 0.0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "per_second": round(self.per_second, 2),
+        return {**asdict(self), "servers": [dict(s) for s in self.servers], "per_second": round(self.per_second, 2),
                 "tags_per_clip": round(self.tags_per_clip, 2)}
 
 
@@ -76,6 +79,7 @@ class Progress:
     failed: int = 0
     started: float = field(default_factory=time.perf_counter)
     status: str = "running"
+    servers: tuple[dict, ...] = ()  # per server, as JobReport.servers (live while the job runs)
 
     @property
     def finished(self) -> int:
@@ -132,11 +136,18 @@ def run_job(con: duckdb.DuckDBPyConnection, backend, *, task: str = "tags", limi
     buffer: list[OutcomeRow] = []
     tag_rows = 0
     last_flush = time.perf_counter()
+    server_report = getattr(backend, "server_report", None)  # several servers: who answered what, who was dropped
+    writing = False  # a write failed: what is buffered is not written again on the way out
+
+    def servers() -> tuple[dict, ...]:
+        return tuple(server_report()) if server_report is not None else ()
 
     def flush() -> None:
-        nonlocal buffer, tag_rows, progress, last_flush
+        nonlocal buffer, tag_rows, progress, last_flush, writing
         if not buffer:
             return
+        writing = True
+        report = servers()
         with store.transaction(con):
             if task == "tags":
                 tag_rows += store_extraction.write_tag_batch(con, job_id, producer, prompt_hash, buffer)
@@ -145,8 +156,12 @@ def run_job(con: duckdb.DuckDBPyConnection, backend, *, task: str = "tags", limi
                                                             buffer)
                 if keys:
                     text_index.index_clips(con, keys)
+            if report:
+                store_extraction.set_job_servers(con, job_id, list(report))
+        writing = False
         done = sum(r.ok for r in buffer)
-        progress = replace(progress, done=progress.done + done, failed=progress.failed + len(buffer) - done)
+        progress = replace(progress, done=progress.done + done, failed=progress.failed + len(buffer) - done,
+                           servers=report)
         buffer = []
         last_flush = time.perf_counter()
         if on_progress:
@@ -178,17 +193,22 @@ def run_job(con: duckdb.DuckDBPyConnection, backend, *, task: str = "tags", limi
         status, message = "stopped", "interrupted (Ctrl-C); run again to continue"
         raise
     except BaseException as exc:
-        status, message = "failed", f"{type(exc).__name__}: {exc}"[:500]
+        status, message = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+        if not writing:  # the backend stopped (e.g. every server dropped): the answers it gave are kept
+            flush()
         raise
     finally:
         reader.close()
         seconds = time.perf_counter() - started
-        store_extraction.finish_job(con, job_id, status=status, seconds=seconds, message=message)
+        final_servers = servers()
+        store_extraction.finish_job(con, job_id, status=status, seconds=seconds, message=message,
+                                    servers=list(final_servers) or None)
         if on_progress:
-            on_progress(replace(progress, status=status))
+            on_progress(replace(progress, status=status, servers=final_servers))
     return JobReport(job_id=job_id, task=task, producer=producer, prompt_hash=prompt_hash, status=status,
                      planned=len(plan.clip_keys), done=progress.done, failed=progress.failed,
-                     skipped=plan.already_done, not_eligible=plan.not_eligible, tag_rows=tag_rows, seconds=seconds)
+                     skipped=plan.already_done, not_eligible=plan.not_eligible, tag_rows=tag_rows, seconds=seconds,
+                     servers=final_servers)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""SQL of tagging and captioning jobs (tables from migration 8 in curation/store/schema.py).
+"""SQL of tagging and captioning jobs (tables from migrations 8 and 17 in curation/store/schema.py).
 
 Place in the flow: extract / caption -> here. ``curation/extraction/jobs.py`` plans a job with ``pending_items``,
 then writes each batch of outcomes with ``write_tag_batch`` / ``write_caption_batch`` inside one transaction.
@@ -122,10 +122,23 @@ _LIVE_JOBS: set[int] = set()
 
 
 def finish_job(con: duckdb.DuckDBPyConnection, job_id: int, *, status: str, seconds: float,
-               message: str | None) -> None:
+               message: str | None, servers: list[dict] | None = None) -> None:
+    """The job's end: status, time, message and (several servers) the final per-server report."""
     _LIVE_JOBS.discard(job_id)
-    con.execute("UPDATE extraction_jobs SET status = ?, finished_at = ?, seconds = ?, message = ? WHERE job_id = ?",
-                [status, store.now_utc(), seconds, message, job_id])
+    con.execute("""UPDATE extraction_jobs SET status = ?, finished_at = ?, seconds = ?, message = ?,
+                       servers = coalesce(?, servers) WHERE job_id = ?""",
+                [status, store.now_utc(), seconds, message, json.dumps(servers) if servers else None, job_id])
+
+
+def set_job_servers(con: duckdb.DuckDBPyConnection, job_id: int, servers: list[dict]) -> None:
+    """The per-server report of a running job (url, state, answered, errors, mean_ms, drops, rejoins, reason)."""
+    con.execute("UPDATE extraction_jobs SET servers = ? WHERE job_id = ?", [json.dumps(servers), job_id])
+
+
+def job_servers(con: duckdb.DuckDBPyConnection, job_id: int) -> list[dict]:
+    """The per-server report stored with a job ([] for a job of one non-server backend)."""
+    rows = con.execute("SELECT servers FROM extraction_jobs WHERE job_id = ?", [job_id]).fetchall()
+    return json.loads(rows[0][0]) if rows and rows[0][0] else []
 
 
 @dataclass(frozen=True)
@@ -229,7 +242,8 @@ def job_row(con: duckdb.DuckDBPyConnection, job_id: int) -> dict:
 
 def jobs_frame(con: duckdb.DuckDBPyConnection, limit: int = 50) -> pd.DataFrame:
     return con.execute("""SELECT job_id, task, producer, status, planned, done, failed, skipped, tag_rows,
-                                 round(seconds, 1) AS seconds, started_by, started_at, finished_at, message
+                                 round(seconds, 1) AS seconds, started_by, started_at, finished_at, message,
+                                 CAST(servers AS VARCHAR) AS servers
                           FROM extraction_jobs ORDER BY job_id DESC LIMIT ?""", [limit]).df()
 
 

@@ -220,6 +220,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             misses INTEGER NOT NULL, mean_probability_asserted DOUBLE, estimated_precision DOUBLE,
             PRIMARY KEY (run_id, tag))""",
     )),
+    Migration(17, "tagging jobs over several model servers: per-server answers and drops of each job", (
+        # JSON list, one object per server: url, state, answered, errors, mean_ms, drops, rejoins, reason.
+        "ALTER TABLE extraction_jobs ADD COLUMN servers JSON",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

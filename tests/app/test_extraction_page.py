@@ -73,3 +73,40 @@ def test_start_asks_first_and_a_later_visitor_is_not_greeted_by_the_old_outcome(
     later = open_app_page(db_path, monkeypatch, "views/extraction.py", name="bo")  # another session
     assert not any("finished" in s.value for s in later.success)
     assert not later.error
+
+
+def test_a_tagging_job_over_several_servers_from_the_page_reports_each_server(db_path, tmp_path, monkeypatch):
+    import socket
+
+    from chat_server import ScriptedChatServer
+
+    with socket.socket() as sock:  # a port nobody listens on once closed: a server that is down
+        sock.bind(("127.0.0.1", 0))
+        down_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    con = store.connect(db_path)
+    rows = [{"id": f"c{i}", "caption": f"A dog barks in the rain, take {i}"} for i in range(40)]
+    ingest_path(con, write_jsonl(tmp_path / "c.jsonl", rows))
+    con.close()
+    fast = ScriptedChatServer(latency_s=0.0).start()
+    try:
+        app = open_app_page(db_path, monkeypatch, "views/extraction.py", name="ana")
+        app.selectbox(key="job_backend").set_value("openai")
+        app.text_input(key="job_base_url").input(f"{fast.base_url}, {down_url}")  # several, comma separated
+        app.text_input(key="job_model").input("scripted")
+        app.number_input(key="job_concurrency").set_value(2)
+        app.button(key="FormSubmitter:job_form-Start").click().run()
+        assert not app.exception and not app.error, [e.value for e in app.error]
+        app.button(key="job_confirm").click().run()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(" finished: done " in s.value for s in app.success):
+            app.run()
+            time.sleep(0.2)
+        assert any("finished: done 40, failed 0" in s.value for s in app.success), [s.value for s in app.success]
+        servers = next(d.value for d in app.dataframe if "server" in d.value.columns)
+        assert list(servers["server"]) == [fast.base_url, down_url]
+        assert list(servers["answered"]) == [40, 0] and list(servers["state"]) == ["live", "dropped"]
+        assert servers["why taken out"][1].startswith("not reachable at the start: GET /models")
+        jobs = next(d.value for d in app.dataframe if "status" in d.value.columns)
+        assert jobs["servers"][0] == f"{fast.base_url} 40; {down_url} 0 (dropped)"
+    finally:
+        fast.stop()

@@ -217,7 +217,9 @@ def test_a_server_that_is_not_there_stops_the_job_with_a_clear_error(con, tmp_pa
     backend = OpenAIChatBackend(base_url=f"http://127.0.0.1:{free_port}/v1", model="m", concurrency=4, retries=0)
     with pytest.raises(BackendUnavailable) as caught:
         run_job(con, backend, task="tags")
-    assert "no connection in the first 4 requests" in str(caught.value)
+    # Checked before any request is sent (GET /models): the job stops at once, naming the URL and the likely fix.
+    assert f"--base-url http://127.0.0.1:{free_port}/v1: no connection (not reachable at the start" in str(caught.value)
+    assert "the URL right (it ends in /v1)" in str(caught.value)
     job = store_extraction.jobs_frame(con)
-    assert list(job["status"]) == ["failed"] and "BackendUnavailable" in job["message"][0]
+    assert list(job["status"]) == ["failed"] and "ServersUnavailable" in job["message"][0]
     assert con.execute("SELECT count(*) FROM clip_tags").fetchall()[0][0] == 0
