@@ -1,15 +1,17 @@
-"""The app's background tagging/captioning job: one per database, kept across reruns and sessions; the review
+"""The app's background tagging/captioning job: one per database, kept across reruns and sessions and shared with
+the API of the same server (curation/extraction/jobs.py keeps it); the review
 a job gets before it starts (what it will change, and whether its tags feed the vocabulary); and the per-server
 table of a job spread over several model servers."""
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from curation.errors import UsageError
+from curation.extraction import jobs as extraction_jobs
 from curation.extraction.backends import build_backend
 from curation.extraction.jobs import BackgroundJob, JobPreview, preview_job, producer_of
 from curation.store.extraction import jobs_frame
@@ -27,22 +29,14 @@ FEED_CHOICES = {
 }
 
 
-@st.cache_resource(show_spinner=False)
-def _jobs() -> dict[str, BackgroundJob]:
-    return {}
-
-
 def current_job() -> BackgroundJob | None:
-    return _jobs().get(db_path())
+    """The job of this database in this process, whether started here, in another session or through the API."""
+    return extraction_jobs.current_job(str(Path(db_path()).resolve()))
 
 
 def start_job(backend, **job_kwargs) -> BackgroundJob:
     """Start a job in a thread with a cursor of its own; refuses while another runs on this database."""
-    running = current_job()
-    if running is not None and running.running:
-        raise UsageError("a job is already running on this database: stop it or wait for it to finish")
-    job = BackgroundJob(db_cursor(), backend, **job_kwargs)
-    _jobs()[db_path()] = job
+    job = extraction_jobs.start_background_job(str(Path(db_path()).resolve()), db_cursor(), backend, **job_kwargs)
     st.session_state["job_started_here"] = id(job)
     return job
 

@@ -63,7 +63,6 @@ class ApiState:
         self._matrix: tuple[tuple, Any] | None = None  # (corpus_version, VocabularyTracker of its TagMatrix)
         self._views: dict[tuple, Any] = {}  # (corpus_version, last decision id, rank_by) -> VocabularyView
         self._served: dict[tuple, float] = {}  # (campaign, annotator, clip_key, slot) -> monotonic time served
-        self.job = None  # the BackgroundJob started through the API (one at a time)
 
     def open(self) -> None:
         if self.con is None:
@@ -468,8 +467,13 @@ def create_api(db_path: str | Path, *, run_cli: Callable | None = None) -> FastA
         with bound(who, "runs"):
             return {"jobs": records(jobs_frame(con))}
 
+    def _current_job():
+        from curation.extraction.jobs import current_job
+
+        return current_job(str(Path(state.db_path).resolve()))
+
     def _job_json() -> dict:
-        job = state.job
+        job = _current_job()
         if job is None:
             return {"job": None}
         progress = job.progress
@@ -481,31 +485,31 @@ def create_api(db_path: str | Path, *, run_cli: Callable | None = None) -> FastA
 
     @api.post("/jobs", status_code=201, summary="start a tagging or captioning job in the server (one at a time)")
     def start_job(con: Con, who: Who, body: models.JobBody) -> dict:
-        from curation.errors import UsageError
         from curation.extraction.backends import build_backend
-        from curation.extraction.jobs import BackgroundJob
+        from curation.extraction.jobs import start_background_job
 
         name = who.name(body.by)
         with bound(who, "runs"):
-            if state.job is not None and state.job.running:
-                raise UsageError("a job started through the API is already running: stop it or wait for it")
             backend = build_backend(body.backend, body.task, base_url=body.base_url, model=body.model,
                                     concurrency=body.concurrency)
-            state.job = BackgroundJob(state.cursor(), backend, task=body.task, limit=body.limit, force=body.force,
-                                      by=name, captioner=body.captioner)
+            # Refused while a job runs on this database, whether started here or on the Tagging page.
+            start_background_job(str(Path(state.db_path).resolve()), state.cursor(), backend, task=body.task,
+                                 limit=body.limit, force=body.force, by=name, captioner=body.captioner)
         return _job_json()
 
-    @api.get("/jobs/current", summary="progress of the job started through the API")
+    @api.get("/jobs/current", summary="progress of the server's current (or last) job, started here or in the app")
     def job_status(who: Who) -> dict:
         who.require("runs")
         return _job_json()
 
-    @api.post("/jobs/current/stop", summary="stop the job started through the API (it keeps what it wrote)")
+    @api.post("/jobs/current/stop", summary="stop the server's running job, started here or in the app (it keeps "
+                                            "what it wrote)")
     def stop_job(who: Who) -> dict:
         who.require("runs")
-        if state.job is None or not state.job.running:
-            raise NotFoundError("no job started through the API is running")
-        state.job.stop()
+        job = _current_job()
+        if job is None or not job.running:
+            raise NotFoundError("no tagging job is running in this server")
+        job.stop()
         return _job_json()
 
     # -------------------------------------------------------------------------------------------------- runs

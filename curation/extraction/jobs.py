@@ -324,3 +324,31 @@ class BackgroundJob:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+# The job running in this process per database: the app's pages and the API of one server share it, so a job
+# started from either is seen, followed and stopped from both, and a second one is refused whoever asks.
+_RUNNING: dict[str, BackgroundJob] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def current_job(db_key: str) -> BackgroundJob | None:
+    """The last job started in this process on this database (running or finished), if any."""
+    return _RUNNING.get(db_key)
+
+
+def start_background_job(db_key: str, cursor: duckdb.DuckDBPyConnection, backend, **job_kwargs) -> BackgroundJob:
+    """Start a job on this database unless one runs already (started from the app or the API); ``cursor`` is
+    the job's own (closed when the job ends, or here when it is refused)."""
+    from curation.errors import UsageError
+
+    with _RUNNING_LOCK:
+        running = _RUNNING.get(db_key)
+        if running is not None and running.running:
+            cursor.close()
+            raise UsageError("a tagging job is already running on this database (started from the app or the API):"
+                             " stop it or wait for it to finish")
+        job = BackgroundJob(cursor, backend, **job_kwargs)
+        _RUNNING[db_key] = job
+        return job
+

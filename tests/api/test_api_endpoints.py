@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
+from chat_server import ScriptedChatServer
 from conftest import cli
 from fastapi.testclient import TestClient
 
 from curation import store
 from curation.api.app import create_api
+from curation.extraction.backends import build_backend
+from curation.extraction.jobs import start_background_job
 
 LOOPBACK = ("127.0.0.1", 50000)
 
@@ -183,6 +187,28 @@ def test_a_tagging_job_starts_reports_progress_and_finishes(api):
     assert status["report"]["done"] + status["report"]["failed"] + status["report"]["skipped"] >= 1
     assert api.get("/jobs").json()["jobs"][0]["status"] == status["report"]["status"]
     assert api.post("/jobs/current/stop").status_code == 404  # nothing running any more
+
+
+def test_a_job_started_on_the_tagging_page_is_seen_refused_and_stopped_through_the_api(api):
+    """One server, one job per database: the API follows, refuses a second and stops a job the app started."""
+    chat = ScriptedChatServer(latency_s=0.3).start()
+    try:
+        state = api.app.state.uts
+        backend = build_backend("openai", "tags", base_url=chat.base_url, model="scripted", concurrency=1)
+        # What ui/jobs.start_job does when the Tagging page's button is pressed.
+        page_job = start_background_job(str(Path(state.db_path).resolve()), state.cursor(), backend, task="tags",
+                                        force=True, by="ana")
+        status = api.get("/jobs/current").json()["job"]
+        assert status["running"] is True
+        refused = api.post("/jobs", json={"task": "tags", "backend": "offline", "limit": 5, "force": True,
+                                          "by": "ana"})
+        assert refused.status_code == 400 and "already running" in refused.json()["detail"]
+        assert api.post("/jobs/current/stop").status_code == 200
+        page_job._thread.join(timeout=60)
+        assert not page_job.running and api.get("/jobs/current").json()["job"]["running"] is False
+        assert api.get("/jobs").json()["jobs"][0]["status"] == "stopped"
+    finally:
+        chat.stop()
 
 
 def test_runs_list_and_unknown_runs(api):

@@ -2,6 +2,8 @@
 server-side before anything is written, and the role x endpoint matrix."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import add_users
 from fastapi.testclient import TestClient
@@ -10,6 +12,7 @@ from curation import store
 from curation.admin import tokens as admin_tokens
 from curation.admin.users import users_file_path
 from curation.api.app import create_api
+from curation.extraction.jobs import current_job
 
 REMOTE = ("10.0.0.7", 41000)  # with a users file, the API serves other machines too (with a token)
 WRITE_TABLES = ("decisions", "suggestion_verdicts", "exports", "audit_campaigns", "extraction_jobs", "api_tokens")
@@ -83,7 +86,7 @@ def test_role_by_endpoint_matrix(shared_db, user):
                 assert response.status_code == 403, (user, method, path, response.text)
                 assert f"may not {ability}" in response.json()["detail"]
                 assert _counts(client) == before, (user, method, path)  # refused before anything was written
-        job = client.app.state.uts.job
+        job = current_job(str(Path(db).resolve()))
         if job is not None:
             job._thread.join(timeout=60)
 
