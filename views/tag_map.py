@@ -1,20 +1,20 @@
 """Tag map: every raw tag placed by a UMAP of its embedding (computed once, cached), drawn by its current
 state; search highlights a tag and its neighbours; a box or lasso selection becomes a bulk merge or prune."""
-import plotly.express as px
 import streamlit as st
 
 from curation.vocabulary.decisions import Decision
 from curation.vocabulary.tagmap import (
+    cached_tag_projection,
     merge_targets,
     neighbours_on_map,
     projection_estimate_s,
-    projection_is_cached,
     tag_map_frame,
     tag_projection,
 )
 from ui.db import db_cursor
 from ui.decide import decide
 from ui.state import FORGET, selected_k, show_flash, vocabulary_view
+from ui.tag_map_figure import map_figure, selected_tags
 from ui.text import escape_markdown, inline_code
 
 st.title("Tag map")
@@ -23,10 +23,8 @@ matrix, state, view = vocabulary_view(st.session_state.get("rank_by") or "tfidf"
 if len(view.ranking) == 0:
     st.info("No tags yet: ingest a tagged manifest or build the demo corpus (`python -m curation demo`).")
     st.stop()
-cached, n_raw = projection_is_cached(db_cursor())
-if cached:
-    points = tag_projection(db_cursor())
-else:
+points, n_raw = cached_tag_projection(db_cursor())
+if points is None:
     # The first visit for a tag set computes the map: say the stages and about how long each takes.
     embed_s, project_s = projection_estimate_s(n_raw)
     with st.status(f"Computing the tag map for {n_raw:,} tags (once per tag set; about "
@@ -41,46 +39,31 @@ else:
         status.update(label=f"Tag map ready ({n_raw:,} tags); later visits read it from the database.",
                       state="complete", expanded=False)
 k = st.slider("Vocabulary size K", 1, len(view.ranking), selected_k(len(view.ranking)), key="vocab_k")
-frame = tag_map_frame(points, matrix, view, state, k)
-
 left, right = st.columns([1, 2])
 colour_by = left.radio("Colour by", ["state", "main_domain"], horizontal=True, key="map_colour",
                        format_func={"state": "in top K / merged / pruned", "main_domain": "domain"}.get)
 search = right.text_input("Find a tag", key="map_search", placeholder="e.g. reverb")
-highlight = neighbours_on_map(frame, search.strip()) if search.strip() else []
+
+# The frame and figure take seconds at 100,000 tags; a rerun that changes none of their inputs (a box or lasso
+# selection, typing a reason) reuses this session's last ones. Decisions change active_ids / last_decision_id.
+signature = (points.key, matrix.version, state.active_ids, state.last_decision_id, view.rank_by, k, colour_by,
+             search.strip())
+cached_map = st.session_state.get("_tag_map_built")
+if cached_map is not None and cached_map[0] == signature:
+    frame, highlight, figure, traces = cached_map[1]
+else:
+    frame = tag_map_frame(points, matrix, view, state, k)
+    highlight = neighbours_on_map(frame, search.strip()) if search.strip() else []
+    # Built for 100,000 points (ui/tag_map_figure.py): WebGL markers with binary positions, names written only on
+    # the most frequent and the searched tags; a selection is read back by (trace, point index).
+    figure, traces = map_figure(frame, colour_by=colour_by, highlight=highlight)
+    st.session_state["_tag_map_built"] = (signature, (frame, highlight, figure, traces))
 if search.strip() and not highlight:
     right.warning(f"No tag {escape_markdown(repr(search.strip()))} on the map.")
-frame["highlighted"] = frame["tag"].isin(highlight)
-
-# Every point stays visible: the marker grows with the square root of its clips from a floor, so a merged
-# variant with a handful of clips is not a speck; states have fixed, distinct colours and symbols.
-frame["marker_size"] = 5 + frame["df"].clip(lower=0) ** 0.5
-STATE_COLOURS = {"in top K": "#1f77b4", "outside top K": "#9aa5b1", "merged": "#ff7f0e", "pruned": "#d62728"}
-figure = px.scatter(frame, x="x", y="y", color=colour_by, size="marker_size", size_max=22, render_mode="webgl",
-                    hover_name="tag", custom_data=["tag"],
-                    color_discrete_map=STATE_COLOURS if colour_by == "state" else None,
-                    symbol="state" if colour_by == "state" else None,
-                    symbol_map={"in top K": "circle", "outside top K": "circle", "merged": "diamond",
-                                "pruned": "x"},
-                    category_orders={"state": list(STATE_COLOURS)},
-                    hover_data={"x": False, "y": False, "marker_size": False, "df": True, "canonical": True,
-                                "rank": True, "state": True, "domain_mix": True})
-figure.update_traces(marker={"opacity": 0.85, "line": {"width": 0}})
-# Labels on the most frequent tags (and every highlighted one below): the map reads without hovering.
-labelled = frame.nlargest(min(40, len(frame)), "df")
-figure.add_scatter(x=labelled["x"], y=labelled["y"], mode="text", text=labelled["tag"], textposition="top center",
-                   textfont={"size": 11, "color": "#333"}, name="labels", hoverinfo="skip", showlegend=False)
-if highlight:
-    marked = frame[frame["highlighted"]]
-    figure.add_scatter(x=marked["x"], y=marked["y"], mode="markers+text", text=marked["tag"],
-                       textposition="top center", marker={"size": 14, "symbol": "circle-open", "color": "black"},
-                       name="search", hoverinfo="skip")
-figure.update_layout(height=650, dragmode="lasso", xaxis_visible=False, yaxis_visible=False)
 event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode=("box", "lasso"),
                         key="tag_map_chart")
 
-selected = sorted({point["customdata"][0] for point in event.selection.points if point.get("customdata")}
-                  ) if event and event.selection else []
+selected = selected_tags(traces, event.selection.points) if event and event.selection else []
 if selected:
     st.write(f"{len(selected)} tags selected: " + ", ".join(inline_code(t) for t in selected[:60]))
     # Never a pruned tag as the target; the default is the most frequent in-vocabulary member.

