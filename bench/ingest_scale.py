@@ -2,9 +2,11 @@
 from a Zipf-distributed vocabulary of ~20,000 raw tags), ingest it into a fresh DuckDB file in a child process,
 and print wall seconds and peak RSS of that process. Target (issue 2): <= 90 s and <= 6 GB on 2 cores.
 
-    .venv/bin/python bench/ingest_scale.py [--cuts 360678] [--workdir /tmp/uts_bench] [--keep]
+    .venv/bin/python bench/ingest_scale.py [--cuts 360678] [--workdir /tmp/uts_bench] [--db PATH]
 
-The manifest is reused from --workdir when it already exists (writing it is not what is measured).
+The manifest is reused from --workdir when it already exists (writing it is not what is measured). --db names
+the database to (re)create (default: WORKDIR/bench.duckdb, which other benchmarks copy); give another path to
+measure without replacing that one.
 """
 from __future__ import annotations
 
@@ -72,6 +74,8 @@ def main() -> None:
     parser.add_argument("--tags", type=int, default=20_000)
     parser.add_argument("--workdir", default="/tmp/uts_bench")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--db", help="database file to (re)create (default: WORKDIR/bench.duckdb)")
+    parser.add_argument("--chunk-rows", type=int, help="rows per ingest chunk (default: the ingest's own)")
     args = parser.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -80,12 +84,15 @@ def main() -> None:
         t0 = time.perf_counter()
         write_manifest(manifest, args.cuts, args.tags, args.seed)
         print(f"wrote {manifest} ({manifest.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s")
-    db = workdir / "bench.duckdb"
+    db = Path(args.db) if args.db else workdir / "bench.duckdb"
+    db.parent.mkdir(parents=True, exist_ok=True)
     for leftover in (db, db.with_suffix(".duckdb.wal")):
         leftover.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    child = subprocess.run([sys.executable, "-m", "curation", "ingest", str(manifest), "--db", str(db), "--json"],
-                           cwd=PROJECT, capture_output=True, text=True)
+    command = [sys.executable, "-m", "curation", "ingest", str(manifest), "--db", str(db), "--json"]
+    if args.chunk_rows:
+        command += ["--chunk-rows", str(args.chunk_rows)]
+    child = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True)
     wall_s = time.perf_counter() - t0
     if child.returncode != 0:
         sys.exit(f"ingest failed:\n{child.stderr}")

@@ -5,6 +5,14 @@ One file is one transaction: with ``on_bad_row="raise"`` (default) the first bad
 nothing from the file is written; with ``"skip"`` every bad row is left out, counted and stored with its
 reason. Missing or unreadable audio never stops an ingest; it is counted and listed.
 
+Streaming: the file is read and written in chunks of ``chunk_rows`` rows, inside that one transaction, so that
+memory holds one chunk whatever the file size (peak ~2-3 GB for UTS-layout rows of 2.7 KB at the default 50,000;
+DuckDB's own memory is capped at ``INGEST_DUCKDB_MEMORY`` for the ingest, beyond which it spills to its temp
+folder beside the database). A bad row in a later chunk (raise mode) rolls every earlier chunk back: the store is
+as it was. Each chunk is parsed on a second connection of the same database, outside the transaction, first by
+DuckDB's JSON parser (fast path) and, if that finds anything wrong, by the exact Python reader for that chunk only,
+which names file, line and field. Ids are checked for duplicates across chunks.
+
 Example::
 
     con = store.connect("data/uts.duckdb")
@@ -13,6 +21,8 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,6 +63,9 @@ class IngestSummary:
     skipped_examples: tuple[str, ...] = field(default=())
     # Everything the ingest changed or decided by policy: kind -> {"n", "message", "examples"} (see IngestNotes).
     notes: dict = field(default_factory=dict)
+    # Seconds by step: read (decompress, split lines), parse (check and stage), audio (resolve, probe), write
+    # (clips, captions, tags), index (caption text index), commit. Where a large ingest spends its time.
+    phases: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,8 +89,9 @@ class IngestSummary:
 def ingest_path(con: duckdb.DuckDBPyConnection, path: Path | str, *, audio_root: Path | str | None = None,
                 on_bad_row: str = "raise", extractor: str = DEFAULT_EXTRACTOR,
                 captioner: str = DEFAULT_CAPTIONER, audio_pattern: str | None = None,
-                probe_audio: bool = True) -> IngestSummary:
-    """Ingest one manifest file or audio folder in one transaction; see the module docstring.
+                probe_audio: bool = True, chunk_rows: int = manifest.DEFAULT_CHUNK_ROWS) -> IngestSummary:
+    """Ingest one manifest file or audio folder in one transaction, ``chunk_rows`` rows at a time; see the module
+    docstring.
 
     ``audio_pattern`` finds the audio of clips whose source names a dataset (the UTS release writes "audioset"
     where a path belongs): a template with {root}, {source}, {id} and optionally {ext}; by default
@@ -86,69 +100,236 @@ def ingest_path(con: duckdb.DuckDBPyConnection, path: Path | str, *, audio_root:
     """
     if on_bad_row not in ON_BAD_ROW_CHOICES:
         raise UsageError(f"on_bad_row={on_bad_row!r}: expected one of {ON_BAD_ROW_CHOICES}")
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise UsageError(f"chunk_rows={chunk_rows!r}: expected a whole number of rows >= 1")
     if audio_pattern is not None:
         check_audio_pattern(audio_pattern)
     path = Path(path).resolve()
     audio_root = Path(audio_root).resolve() if audio_root else None
     started = time.perf_counter()
     fmt = manifest.detect_format(path)
-    bad_rows: list[ManifestError] = []
-    fast_path = False
-    notes = IngestNotes()
+    # A folder's paths are relative to the folder itself; a manifest's to its folder or --audio-root.
+    base = path if fmt == "audio_folder" else (audio_root or path.parent)
+    run = _Run(path=path, fmt=fmt, on_bad_row=on_bad_row, extractor=extractor, captioner=captioner, base=base,
+               audio_root=audio_root, audio_pattern=audio_pattern, probe_audio=probe_audio)
+    stage = con.cursor()  # parses and stages chunks outside the write transaction (its temp tables are its own)
     try:
-        # Staging lives in temp tables outside the transaction: a failed fast read must not abort the write.
-        if fmt == "lhotse":
-            fast_path = _stage_lhotse_fast(con, path)
-        if not fast_path:
-            records = _records_for(con, path, fmt, notes)
-            store_ingest.stage_rows(con, _records_to_arrow(_checked(path, records, on_bad_row, bad_rows), notes))
-        _normalise_staged_tags(con, notes)
-        # A folder's paths are relative to the folder itself; a manifest's to its folder or --audio-root.
-        base = path if fmt == "audio_folder" else (audio_root or path.parent)
-        audio_table, missing = _resolve_audio(store_ingest.staged_audio_rows(con), base,
-                                              audio_root=audio_root, audio_pattern=audio_pattern,
-                                              probe_audio=probe_audio, notes=notes)
-        with store.transaction(con):
-            ingest_id = store_ingest.begin_ingest(con, str(path), fmt, on_bad_row, audio_root=str(base))
-            counts = store_ingest.write_staging(con, ingest_id, audio_table, extractor, captioner)
-            text_index.index_ingest(con, ingest_id)  # searchable as soon as ingested, in the same transaction
-            store_ingest.record_bad_rows(con, ingest_id, [(err.line, err.field, err.reason) for err in bad_rows])
-            store_ingest.record_missing_audio(con, ingest_id, pa.table({
-                "clip_id": pa.array([m[0] for m in missing], pa.string()),
-                "audio_path": pa.array([m[1] for m in missing], pa.string()),
-                "reason": pa.array([m[2] for m in missing], pa.string())}))
-            store_ingest.record_notes(con, ingest_id, notes.rows())
-            seconds = time.perf_counter() - started
-            store_ingest.finish_ingest(con, ingest_id, counts, len(bad_rows), len(missing), seconds)
+        with _duckdb_memory_capped(con, INGEST_DUCKDB_MEMORY):
+            store_ingest.start_file_tables(stage)
+            with store.transaction(con):
+                ingest_id = store_ingest.begin_ingest(con, str(path), fmt, on_bad_row, audio_root=str(base))
+                chunks = _chunks(stage, path, fmt, chunk_rows, run.notes)
+                while True:
+                    with run.timed("read"):
+                        chunk = next(chunks, None)
+                    if chunk is None:
+                        break
+                    run.ingest_chunk(con, stage, ingest_id, chunk)
+                with run.timed("index"):
+                    distinct_tags = store_ingest.ingest_distinct_tags(con, ingest_id, extractor)
+                    text_index.index_ingest(con, ingest_id)  # searchable at once, in the same transaction
+                run.note_respellings(stage)
+                store_ingest.record_notes(con, ingest_id, run.notes.rows())
+                counts = store_ingest.StagedCounts(run.clips, run.captions, run.tag_rows, distinct_tags)
+                seconds = time.perf_counter() - started
+                store_ingest.finish_ingest(con, ingest_id, counts, run.skipped_rows, run.missing_audio, seconds)
+                commit_started = time.perf_counter()
+            run.phases["commit"] = time.perf_counter() - commit_started
     finally:
-        store_ingest.drop_staging(con)
+        stage.close()
     return IngestSummary(
         ingest_id=ingest_id, path=str(path), format=fmt, clips=counts.clips, captions=counts.captions,
-        tag_rows=counts.tag_rows, distinct_tags=counts.distinct_tags, skipped_rows=len(bad_rows),
-        missing_audio=len(missing), seconds=seconds, fast_path=fast_path,
-        missing_audio_examples=tuple(f"{m[0]}: {m[1]} ({m[2]})" for m in missing[:MAX_LISTED_MISSING_AUDIO]),
-        skipped_examples=tuple(str(err) for err in bad_rows[:MAX_LISTED_MISSING_AUDIO]), notes=notes.as_dict())
+        tag_rows=counts.tag_rows, distinct_tags=counts.distinct_tags, skipped_rows=run.skipped_rows,
+        missing_audio=run.missing_audio, seconds=seconds, fast_path=run.fast_chunks > 0 and not run.exact_chunks,
+        missing_audio_examples=tuple(run.missing_examples), skipped_examples=tuple(run.skipped_examples),
+        notes=run.notes.as_dict(), phases={step: round(value, 2) for step, value in run.phases.items()})
 
 
-def _records_for(con, path: Path, fmt: str,
-                 notes: IngestNotes) -> Iterator[tuple[int, ClipRecord | ManifestError]]:
-    if fmt == "lhotse":
-        return manifest.iter_lhotse_records(path)
-    if fmt == "flat_jsonl":
-        return manifest.iter_flat_json_records(path)
+# DuckDB's memory during an ingest (its buffer pool, the staging tables, the uncommitted rows, the text index's
+# per-batch lists, which a transaction keeps until its commit): with the default (80% of RAM) a 4M-clip ingest's
+# process grows past 5 GB; capped, DuckDB spills to its temp folder beside the database (~10% slower) and the
+# process stays near 2 GB. Its allocator's background threads return freed pages to the system meanwhile.
+INGEST_DUCKDB_MEMORY = "1GiB"
+_UNITS = {"b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
+          "gib": 2**30, "tib": 2**40}
+
+
+def _bytes_of(setting: str) -> float:
+    number, _, unit = setting.strip().partition(" ")
+    try:
+        return float(number) * _UNITS.get(unit.strip().lower() or "b", 1)
+    except ValueError:
+        return float("inf")
+
+
+class _duckdb_memory_capped:
+    """Lower DuckDB's memory_limit to ``limit`` for the ingest (never raise it), let its allocator purge freed
+    pages in the background, and restore both afterwards. The settings belong to the database instance: other
+    connections of this process share them meanwhile."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, limit: str) -> None:
+        self.con, self.limit, self.previous, self.previous_purge = con, limit, None, None
+
+    def __enter__(self) -> None:
+        current = store_ingest.memory_limit(self.con)
+        if _bytes_of(current) > _bytes_of(self.limit):
+            self.previous = current
+            store_ingest.set_memory_limit(self.con, self.limit)
+        self.previous_purge = store_ingest.allocator_background_threads(self.con, True)
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            store_ingest.set_memory_limit(self.con, self.previous)
+        if self.previous_purge is not None:
+            store_ingest.allocator_background_threads(self.con, self.previous_purge)
+
+
+@dataclass
+class _Run:
+    """One ingest's running totals and policy, fed chunk by chunk (only counts and a few examples are kept)."""
+
+    path: Path
+    fmt: str
+    on_bad_row: str
+    extractor: str
+    captioner: str
+    base: Path
+    audio_root: Path | None
+    audio_pattern: str | None
+    probe_audio: bool
+    notes: IngestNotes = field(default_factory=lambda: IngestNotes())
+    clips: int = 0
+    captions: int = 0
+    tag_rows: int = 0
+    skipped_rows: int = 0
+    missing_audio: int = 0
+    fast_chunks: int = 0
+    exact_chunks: int = 0
+    skipped_examples: list[str] = field(default_factory=list)
+    missing_examples: list[str] = field(default_factory=list)
+    normalised: dict[str, str] = field(default_factory=dict)  # raw spelling -> normalize_tag (a bounded cache)
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[step] = self.phases.get(step, 0.0) + time.perf_counter() - started
+
+    def ingest_chunk(self, con: duckdb.DuckDBPyConnection, stage: duckdb.DuckDBPyConnection, ingest_id: int,
+                     chunk: manifest.LineChunk | list) -> None:
+        """Stage, check, resolve and write one chunk (inside the ingest's transaction on ``con``)."""
+        bad_rows: list[ManifestError] = []
+        try:
+            with self.timed("parse"):
+                if (isinstance(chunk, manifest.LineChunk) and self.fmt == "lhotse"
+                        and _stage_lhotse_fast(stage, chunk)):
+                    self.fast_chunks += 1
+                    if chunk.damaged is not None:
+                        self._bad_row(chunk.damaged, bad_rows)
+                else:
+                    self.exact_chunks += 1
+                    records = list(_records_of_chunk(self.path, self.fmt, chunk))
+                    seen = store_ingest.seen_id_lines(
+                        stage, [rec.clip_id for _, rec in records if isinstance(rec, ClipRecord)])
+                    checked = _checked(self.path, records, self.on_bad_row, bad_rows, seen)
+                    store_ingest.stage_rows(stage, _records_to_arrow(checked, self.notes))
+                self._normalise_staged_tags(stage)
+            with self.timed("audio"):
+                audio_table, missing = _resolve_audio(store_ingest.staged_audio_rows(stage), self.base,
+                                                      audio_root=self.audio_root, audio_pattern=self.audio_pattern,
+                                                      probe_audio=self.probe_audio, notes=self.notes)
+                rows = store_ingest.staged_for_writing(stage, audio_table, self.captioner)
+            with self.timed("write"):
+                if rows.num_rows:
+                    counts = store_ingest.write_chunk(con, ingest_id, rows, self.extractor)
+                    self.clips, self.captions = self.clips + counts.clips, self.captions + counts.captions
+                    self.tag_rows += counts.tag_rows
+                del rows
+                store_ingest.record_missing_audio(con, ingest_id, pa.table({
+                    "clip_id": pa.array([m[0] for m in missing], pa.string()),
+                    "audio_path": pa.array([m[1] for m in missing], pa.string()),
+                    "reason": pa.array([m[2] for m in missing], pa.string())}))
+                store_ingest.record_bad_rows(con, ingest_id, [(err.line, err.field, err.reason) for err in bad_rows])
+            self.missing_audio += len(missing)
+            self.missing_examples += [f"{m[0]}: {m[1]} ({m[2]})"
+                                      for m in missing[:MAX_LISTED_MISSING_AUDIO - len(self.missing_examples)]]
+            self.skipped_rows += len(bad_rows)
+            self.skipped_examples += [str(err) for err in bad_rows[:MAX_LISTED_MISSING_AUDIO - len(self.skipped_examples)]]
+            store_ingest.remember_staged_ids(stage)
+        finally:
+            store_ingest.drop_staging(stage)
+
+    def _bad_row(self, error: ManifestError, bad_rows: list[ManifestError]) -> None:
+        if self.on_bad_row == "raise":
+            raise error
+        bad_rows.append(error)
+
+    def _normalise_staged_tags(self, stage: duckdb.DuckDBPyConnection) -> None:
+        """Respell every staged tag by the product's one rule (normalize_tag) and fold duplicates inside a clip."""
+        respelled = {}
+        for tag in store_ingest.staged_distinct_tags(stage):
+            new = self._normalise(tag)
+            if new != tag:
+                respelled[tag] = new
+        store_ingest.remember_respellings(stage, respelled)
+        folded = store_ingest.respell_staged_tags(stage, respelled)
+        if folded:
+            self.notes.add("tag_rows_folded", n=folded)
+
+    def _normalise(self, tag: str) -> str:
+        new = self.normalised.get(tag)
+        if new is None:
+            if len(self.normalised) >= _NORMALISED_CACHE:
+                self.normalised.clear()
+            new = self.normalised[tag] = normalize_tag(tag)
+        return new
+
+    def note_respellings(self, stage: duckdb.DuckDBPyConnection) -> None:
+        """Distinct spellings respelled over the whole file (a spelling met in several chunks counts once)."""
+        n, examples = store_ingest.respellings(stage, MAX_NOTE_EXAMPLES)
+        for tag, new in examples:
+            self.notes.add("tags_respelled", f"{tag!r} -> {new!r}", n=0)
+        self.notes.add("tags_respelled", n=n)
+
+
+_NORMALISED_CACHE = 500_000  # distinct spellings remembered between chunks (the UTS release has ~100k)
+
+
+def _chunks(stage: duckdb.DuckDBPyConnection, path: Path, fmt: str, chunk_rows: int,
+            notes: IngestNotes) -> Iterator[manifest.LineChunk | list]:
+    """The file in chunks: LineChunks for JSONL (each parsed later, fast or exact), else lists of
+    (line, ClipRecord | ManifestError) from the format's exact reader."""
+    if fmt in ("lhotse", "flat_jsonl"):
+        yield from manifest.iter_line_chunks(path, chunk_rows)
+        return
     if fmt == "csv":
-        return manifest.iter_csv_records(path)
-    if fmt == "parquet":
-        return manifest.iter_parquet_records(path, store_ingest.read_parquet_rows(con, path))
-    if fmt == "audio_folder":
-        return _iter_audio_folder(path, notes)
-    raise UsageError(f"{path}: unsupported format {fmt!r}")
+        records = manifest.iter_csv_records(path)
+    elif fmt == "parquet":
+        records = manifest.iter_parquet_records(path, store_ingest.iter_parquet_batches(stage, path, chunk_rows))
+    elif fmt == "audio_folder":
+        records = _iter_audio_folder(path, notes)
+    else:
+        raise UsageError(f"{path}: unsupported format {fmt!r}")
+    while batch := list(itertools.islice(records, chunk_rows)):
+        yield batch
+
+
+def _records_of_chunk(path: Path, fmt: str,
+                      chunk: manifest.LineChunk | list) -> Iterable[tuple[int, ClipRecord | ManifestError]]:
+    if not isinstance(chunk, manifest.LineChunk):
+        return chunk
+    parse_row = manifest.parse_lhotse_cut if fmt == "lhotse" else manifest.parse_flat_json_row
+    return manifest.parse_line_chunk(path, chunk, parse_row)
 
 
 def _checked(path: Path, records: Iterable[tuple[int, ClipRecord | ManifestError]], on_bad_row: str,
-             bad_rows: list[ManifestError]) -> Iterator[tuple[int, ClipRecord]]:
-    """Apply the bad-row policy, including duplicate ids inside one file (the first one wins in skip mode)."""
-    first_line_of: dict[str, int] = {}
+             bad_rows: list[ManifestError], seen_before: dict[str, int]) -> Iterator[tuple[int, ClipRecord]]:
+    """Apply the bad-row policy, including duplicate ids inside one file (the first one wins in skip mode);
+    ``seen_before``: id -> line of the ids of this chunk that earlier chunks hold."""
+    first_line_of = dict(seen_before)
     for line, item in records:
         if isinstance(item, ClipRecord):
             if item.clip_id in first_line_of:
@@ -242,34 +423,22 @@ class IngestNotes:
         return [(kind, note["n"], note["message"], note["examples"]) for kind, note in self.as_dict().items()]
 
 
-def _normalise_staged_tags(con: duckdb.DuckDBPyConnection, notes: IngestNotes) -> None:
-    """Respell every staged tag by the product's one rule (normalize_tag) and fold duplicates inside a clip."""
-    raw = store_ingest.staged_distinct_tags(con)
-    respelled = {tag: normalize_tag(tag) for tag in raw}
-    respelled = {tag: new for tag, new in respelled.items() if new != tag}
-    for tag, new in sorted(respelled.items())[:MAX_NOTE_EXAMPLES]:
-        notes.add("tags_respelled", f"{tag!r} -> {new!r}", n=0)
-    notes.add("tags_respelled", n=len(respelled))
-    folded = store_ingest.respell_staged_tags(con, respelled)
-    if folded:
-        notes.add("tag_rows_folded", n=folded)
-
-
-def _stage_lhotse_fast(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
-    """True when DuckDB's reader staged the whole file and found nothing to report."""
+def _stage_lhotse_fast(stage: duckdb.DuckDBPyConnection, chunk: manifest.LineChunk) -> bool:
+    """True when DuckDB's parser staged the whole chunk and found nothing to report."""
     try:
-        problems = store_ingest.stage_lhotse_fast(con, path, manifest.MAX_CAPTION_CHARS, manifest.MAX_TAG_CHARS,
-                                                  MAX_TAGS_PER_CLIP)
+        problems = store_ingest.stage_lhotse_lines(stage, chunk.lines_table(), manifest.MAX_CAPTION_CHARS,
+                                                   manifest.MAX_TAG_CHARS, MAX_TAGS_PER_CLIP)
         if problems == 0:
             # Tags that normalise to nothing or hold a reserved character: the exact reader names line and field.
             problems = sum(tag_text_problem(normalize_tag(tag)) is not None
-                           for tag in store_ingest.staged_distinct_tags(con))
-    except (duckdb.Error, UnicodeDecodeError):
-        # Broken JSON, bad UTF-8 or a wrong type: the exact reader will say where. (DuckDB can cut its own error
-        # message inside a multi-byte character, which then surfaces as UnicodeDecodeError; found by fuzzing.)
+                           for tag in store_ingest.staged_distinct_tags(stage))
+    except (duckdb.Error, pa.ArrowInvalid, UnicodeDecodeError):
+        # Bad UTF-8 (arrow refuses the chunk), or something the parser cannot take: the exact reader will say
+        # where. (DuckDB can cut its own error message inside a multi-byte character, which then surfaces as
+        # UnicodeDecodeError; found by fuzzing.)
         problems = -1
     if problems != 0:
-        store_ingest.drop_staging(con)
+        store_ingest.drop_staging(stage)
         return False
     return True
 

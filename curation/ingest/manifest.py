@@ -2,13 +2,17 @@
 Parquet, and folders of audio files, each turned into the same ``ClipRecord``.
 
 Place in the flow: manifest -> (this module) -> ClipRecord rows -> ingest writes them to DuckDB. This is the
-exact reader: it names file, line and field for every problem. ``curation.ingest.ingest`` first tries DuckDB's
-native JSON reader (fast) and comes here when that reader finds anything wrong.
+exact reader: it names file, line and field for every problem. JSONL files are read in chunks of lines
+(``iter_line_chunks``) so that no file is ever held whole; ``curation.ingest.ingest`` first gives each chunk to
+DuckDB's JSON parser (fast) and comes here, for that chunk only, when the parser finds anything wrong.
 
 Example::
 
     for line, record in iter_lhotse_records(Path("cuts.jsonl.gz")):
         print(line, record.clip_id, record.tags)
+    for chunk in iter_line_chunks(Path("cuts.jsonl.gz"), chunk_rows=50_000):
+        for line, record in parse_line_chunk(Path("cuts.jsonl.gz"), chunk, parse_lhotse_cut):
+            ...
 """
 from __future__ import annotations
 
@@ -17,9 +21,12 @@ import gzip
 import io
 import json
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
 
 from curation.errors import ManifestError
 from curation.ingest.tag_text import MAX_TAG_CHARS, MAX_TAGS_PER_CLIP, normalize_tag, tag_text_problem
@@ -28,6 +35,10 @@ from curation.ingest.tag_text import MAX_TAG_CHARS, MAX_TAGS_PER_CLIP, normalize
 # and catches concatenated files or binary junk before it floods the store.
 MAX_CAPTION_CHARS = 50_000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+# Rows per ingest chunk: ~135 MB of UTS-layout lines (2.7 KB each), which keeps an ingest's peak memory near
+# 2-3 GB whatever the file size. MAX_CHUNK_BYTES bounds a chunk of unusually long lines.
+DEFAULT_CHUNK_ROWS = 50_000
+MAX_CHUNK_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,67 @@ def open_manifest_bytes(path: Path) -> io.BufferedReader:
                                 hint="rename it without .gz if it is plain JSONL")
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return open(path, "rb")
+
+
+_COMPRESSED_READ = 4 * 2**20  # compressed bytes read at a time
+_MAX_PIECE = 64 * 2**20  # decompressed bytes per piece, whatever the compression ratio
+
+
+def iter_manifest_bytes(path: Path) -> Iterator[bytes]:
+    """The manifest's (decompressed) bytes as a stream of pieces, read in large blocks.
+
+    A damaged gzip stream raises, as ``gzip`` does (EOFError when it ends early, zlib.error or BadGzipFile when
+    its data is corrupt), after every byte that could be decoded before the damage has been yielded (zlib is
+    driven directly for that: a GzipFile read that meets the damage loses all it had decoded).
+    """
+    with open_manifest_bytes(path):  # the .gz magic check
+        pass
+    with open(path, "rb") as handle:
+        if not is_gzip_path(path):
+            while block := handle.read(_COMPRESSED_READ):
+                yield block
+            return
+        decompressor = zlib.decompressobj(wbits=31)  # gzip framing; zlib checks each member's CRC and size
+        while block := handle.read(_COMPRESSED_READ):
+            data = block
+            while data:
+                if decompressor.eof:  # a member ended: zero padding, another member, or junk may follow
+                    data = data.lstrip(b"\0")
+                    if not data:
+                        break
+                    if not b"\x1f\x8b".startswith(data[:2]):
+                        raise gzip.BadGzipFile(f"Not a gzipped file ({data[:2]!r})")
+                    decompressor = zlib.decompressobj(wbits=31)
+                before = decompressor.copy()
+                try:
+                    piece = decompressor.decompress(data, _MAX_PIECE)
+                except zlib.error:
+                    yield from _decodable_before_damage(before, data)
+                    raise
+                if piece:
+                    yield piece
+                if decompressor.eof:
+                    data = decompressor.unused_data
+                elif decompressor.unconsumed_tail or len(piece) == _MAX_PIECE:
+                    data = decompressor.unconsumed_tail or b""
+                    if not data:  # output was cut at _MAX_PIECE with all input consumed: drain what is left
+                        while tail := decompressor.decompress(b"", _MAX_PIECE):
+                            yield tail
+                else:
+                    data = b""
+        if not decompressor.eof:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+
+def _decodable_before_damage(decompressor, data: bytes) -> Iterator[bytes]:
+    """What ``decompressor`` yields from ``data`` fed in small steps, up to the step where the damage is."""
+    for start in range(0, len(data), 256):
+        try:
+            piece = decompressor.decompress(data[start:start + 256])
+        except zlib.error:
+            return
+        if piece:
+            yield piece
 
 
 def looks_like_lhotse(obj: dict) -> bool:
@@ -342,6 +414,29 @@ def iter_flat_json_records(path: Path) -> Iterator[tuple[int, ClipRecord | Manif
             yield line, exc
 
 
+def _object_of_line(path: Path, line_no: int, raw: bytes) -> dict | ManifestError:
+    """The JSON object of one non-blank line, or the error naming what is wrong with it."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return ManifestError(path, line_no, None, found=f"byte {raw[exc.start:exc.start + 1]!r} at column "
+                             f"{exc.start + 1}", found_is_description=True, expected="UTF-8 text")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return ManifestError(path, line_no, None, found=f"invalid JSON ({exc.msg}, column {exc.colno})",
+                             found_is_description=True, expected="one complete JSON object per line",
+                             hint="the line may be truncated")
+    if not isinstance(obj, dict):
+        return ManifestError(path, line_no, None, found=obj, expected="a JSON object")
+    return obj
+
+
+def _damaged_stream(path: Path, line_no: int, exc: BaseException) -> ManifestError:
+    return ManifestError(path, line_no, None, found=f"a damaged gzip stream ({exc})", found_is_description=True,
+                         expected="a complete gzip file")
+
+
 def _iter_objects_or_errors(path: Path) -> Iterator[tuple[int, dict | ManifestError]]:
     """(line, object) for every non-blank line; a bad line is yielded as its error so that skip mode can go on."""
     any_record = False
@@ -351,8 +446,7 @@ def _iter_objects_or_errors(path: Path) -> Iterator[tuple[int, dict | ManifestEr
             try:
                 raw = handle.readline()
             except (OSError, EOFError, zlib.error) as exc:
-                yield line_no + 1, ManifestError(path, line_no + 1, None, found=f"a damaged gzip stream ({exc})",
-                                                 found_is_description=True, expected="a complete gzip file")
+                yield line_no + 1, _damaged_stream(path, line_no + 1, exc)
                 return  # nothing after a broken stream can be trusted
             if not raw:
                 break
@@ -360,28 +454,158 @@ def _iter_objects_or_errors(path: Path) -> Iterator[tuple[int, dict | ManifestEr
             if not raw.strip():
                 continue
             any_record = True
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield line_no, ManifestError(path, line_no, None, found=f"byte {raw[exc.start:exc.start + 1]!r} at "
-                                             f"column {exc.start + 1}", found_is_description=True,
-                                             expected="UTF-8 text")
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield line_no, ManifestError(path, line_no, None, found=f"invalid JSON ({exc.msg}, column "
-                                             f"{exc.colno})", found_is_description=True,
-                                             expected="one complete JSON object per line",
-                                             hint="the line may be truncated")
-                continue
-            if not isinstance(obj, dict):
-                yield line_no, ManifestError(path, line_no, None, found=obj, expected="a JSON object")
-                continue
-            yield line_no, obj
+            yield line_no, _object_of_line(path, line_no, raw)
     if not any_record:
-        raise ManifestError(path, None, None, found="no records", found_is_description=True,
-                            expected="at least one record", hint="the file is empty")
+        raise no_records_error(path)
+
+
+def no_records_error(path: Path) -> ManifestError:
+    return ManifestError(path, None, None, found="no records", found_is_description=True,
+                         expected="at least one record", hint="the file is empty")
+
+
+@dataclass(frozen=True)
+class LineChunk:
+    """Consecutive lines of a JSONL manifest, as read: ``data[offsets[i]:offsets[i + 1]]`` is line
+    ``first_line + i`` (its newline included). Blank lines are kept (so that numbering stays exact) and marked."""
+
+    data: bytes
+    offsets: np.ndarray  # int64, len = lines + 1, absolute positions in data
+    first_line: int
+    blank: np.ndarray  # bool per line: only whitespace (such lines are no records)
+    damaged: ManifestError | None = None  # the gzip stream broke after these lines: nothing after them is read
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def records(self) -> int:
+        return int(self.n_lines - self.blank.sum())
+
+    def raw_lines(self) -> Iterator[tuple[int, bytes]]:
+        """(line number, bytes) of every non-blank line."""
+        data, offsets = self.data, self.offsets.tolist()
+        for index in range(self.n_lines):
+            if not self.blank[index]:
+                yield self.first_line + index, data[offsets[index]:offsets[index + 1]]
+
+    def lines_table(self) -> pa.Table:
+        """line (INTEGER), raw (the line's text), blank: what DuckDB's JSON parser reads.
+
+        Raises pyarrow.ArrowInvalid when a line is not UTF-8 (the exact reader then names it)."""
+        raw = pa.Array.from_buffers(pa.large_binary(), self.n_lines,
+                                    [None, pa.py_buffer(self.offsets), pa.py_buffer(self.data)])
+        return pa.table({"line": pa.array(np.arange(self.first_line, self.first_line + self.n_lines, dtype=np.int32)),
+                         "raw": raw.cast(pa.large_string()), "blank": pa.array(self.blank)})
+
+
+def iter_line_chunks(path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                     max_chunk_bytes: int = MAX_CHUNK_BYTES) -> Iterator[LineChunk]:
+    """The lines of a JSONL(.gz) manifest in chunks of ``chunk_rows`` lines (fewer where they pass
+    ``max_chunk_bytes``), read as a stream: memory holds one chunk, whatever the file size.
+
+    A damaged gzip stream ends the last chunk with ``damaged`` set, at the line after the last complete one (as
+    the line-by-line reader reports it). A file of no non-blank line raises the "no records" error.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows={chunk_rows}: expected at least 1")
+    pending: list[bytes] = []
+    pending_newlines = pending_bytes = 0
+    next_line = 1
+    records = 0
+    pieces = iter_manifest_bytes(path)
+    while True:
+        damaged: BaseException | None = None
+        try:
+            piece = next(pieces, b"")
+        except (OSError, EOFError, zlib.error) as exc:
+            piece, damaged = b"", exc
+        at_end = not piece
+        if piece:
+            pending.append(piece)
+            pending_newlines += piece.count(b"\n")
+            pending_bytes += len(piece)
+            if not pending_newlines or (pending_newlines < chunk_rows and pending_bytes < max_chunk_bytes):
+                continue
+        data = b"".join(pending)
+        # At the end everything is cut; after a damaged stream, the complete lines only.
+        chunks, consumed = _split_lines(data, next_line, chunk_rows, max_chunk_bytes, at_end=at_end,
+                                        keep_unfinished_line=damaged is None)
+        for chunk in chunks:
+            next_line += chunk.n_lines
+            records += chunk.records
+            if at_end and damaged is not None and chunk is chunks[-1]:
+                chunk = LineChunk(chunk.data, chunk.offsets, chunk.first_line, chunk.blank,
+                                  _damaged_stream(path, next_line, damaged))
+            yield chunk
+        if at_end:
+            if damaged is not None and not chunks:
+                yield LineChunk(b"", np.zeros(1, np.int64), next_line, np.zeros(0, bool),
+                                _damaged_stream(path, next_line, damaged))
+            elif damaged is None and not records:
+                raise no_records_error(path)
+            return
+        rest = data[consumed:]
+        pending = [rest] if rest else []
+        pending_newlines, pending_bytes = rest.count(b"\n"), len(rest)
+
+
+def _split_lines(data: bytes, first_line: int, chunk_rows: int, max_chunk_bytes: int, at_end: bool,
+                 keep_unfinished_line: bool = True) -> tuple[list[LineChunk], int]:
+    """Cut ``data`` (starting at a line start) into full chunks; returns them and the bytes they hold. At the end
+    of the stream every line is cut, a last line without a newline too (unless ``keep_unfinished_line`` is
+    False); before it, an unfinished chunk and a line without its newline are left for the next read."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
+    if at_end and keep_unfinished_line and len(data) and (not len(ends) or ends[-1] != len(data)):
+        ends = np.append(ends, len(data))
+    chunks: list[LineChunk] = []
+    start_index, start = 0, 0
+    while start_index < len(ends):
+        stop_index = min(start_index + chunk_rows, len(ends))
+        within_bytes = int(np.searchsorted(ends, start + max_chunk_bytes, side="right"))
+        stop_index = max(start_index + 1, min(stop_index, within_bytes))
+        full = (at_end or stop_index - start_index == chunk_rows or stop_index < len(ends)
+                or ends[stop_index - 1] - start >= max_chunk_bytes)
+        if not full:
+            break
+        offsets = np.concatenate([[start], ends[start_index:stop_index]]).astype(np.int64)
+        chunks.append(LineChunk(data, offsets, first_line + start_index, _blank_lines(data, offsets)))
+        start_index, start = stop_index, int(ends[stop_index - 1])
+    return chunks, start
+
+
+def _blank_lines(data: bytes, offsets: np.ndarray) -> np.ndarray:
+    lengths = np.diff(offsets)
+    blank = np.zeros(len(lengths), dtype=bool)
+    # Only short lines can be blank in practice; a long run of spaces fails the fast parse and the exact reader,
+    # which checks every line, skips it.
+    for index in np.flatnonzero(lengths <= 16).tolist():
+        blank[index] = not data[offsets[index]:offsets[index + 1]].strip()
+    return blank
+
+
+RowParser = Callable[[dict, Path, int], ClipRecord]
+
+
+def parse_flat_json_row(row: dict, path: Path, line: int | None) -> ClipRecord:
+    return parse_flat_row(row, path, line, from_text=False)
+
+
+def parse_line_chunk(path: Path, chunk: LineChunk,
+                     parse_row: RowParser) -> Iterator[tuple[int, ClipRecord | ManifestError]]:
+    """The exact reader over one chunk: every record, or the error of its line (then the damaged stream's)."""
+    for line_no, raw in chunk.raw_lines():
+        obj = _object_of_line(path, line_no, raw)
+        if isinstance(obj, ManifestError):
+            yield line_no, obj
+            continue
+        try:
+            yield line_no, parse_row(obj, path, line_no)
+        except ManifestError as exc:
+            yield line_no, exc
+    if chunk.damaged is not None:
+        yield chunk.damaged.line, chunk.damaged
 
 
 def iter_csv_records(path: Path) -> Iterator[tuple[int, ClipRecord | ManifestError]]:
@@ -416,20 +640,23 @@ def iter_csv_records(path: Path) -> Iterator[tuple[int, ClipRecord | ManifestErr
                             f"{exc.start}", found_is_description=True, expected="UTF-8 text") from None
 
 
-def iter_parquet_records(path: Path, rows: list[dict]) -> Iterator[tuple[int, ClipRecord | ManifestError]]:
-    """``rows`` come from the store's Parquet reader; 'line' is the 1-based row number."""
-    if not rows:
+def iter_parquet_records(path: Path, batches: Iterable[list[dict]]) -> Iterator[tuple[int, ClipRecord | ManifestError]]:
+    """``batches`` of rows come from the store's streaming Parquet reader; 'line' is the 1-based row number."""
+    index = 0
+    for rows in batches:
+        for row in rows:
+            index += 1
+            try:
+                # The UTS release's Parquet conversion keeps the cut's nested supervisions / recording columns.
+                if looks_like_lhotse(row):
+                    yield index, parse_lhotse_cut(row, path, index)
+                else:
+                    yield index, parse_flat_row(row, path, index, from_text=False)
+            except ManifestError as exc:
+                yield index, exc
+    if not index:
         raise ManifestError(path, None, None, found="no rows", found_is_description=True,
                             expected="at least one record")
-    for index, row in enumerate(rows, start=1):
-        try:
-            # The UTS release's Parquet conversion keeps the cut's nested supervisions / recording columns.
-            if looks_like_lhotse(row):
-                yield index, parse_lhotse_cut(row, path, index)
-            else:
-                yield index, parse_flat_row(row, path, index, from_text=False)
-        except ManifestError as exc:
-            yield index, exc
 
 
 def _is_published_vocabulary(path: Path) -> bool:

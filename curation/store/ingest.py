@@ -5,6 +5,7 @@ Example: ``stage_rows(con, arrow_table)`` then ``write_staging(con, ingest_id, a
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,83 +25,131 @@ STAGING_COLUMNS = (
 )
 
 
-# Lhotse fields are read as JSON so that the type checks below are exact (DuckDB would quietly cast 12 to '12').
-_LHOTSE_READ = """
-    SELECT id, duration, start, channel,
-           json_extract(supervisions, '$[0].custom') AS custom,
-           json_type(supervisions) AS supervisions_type, json_array_length(supervisions) AS supervisions_len,
-           json_extract(recording, '$.sources[0].source') AS audio_ref_json,
-           json_array_length(recording, '$.sources') AS sources_len,
-           json_extract(recording, '$.sampling_rate') AS sampling_rate_json,
-           json_extract(recording, '$.num_samples') AS num_samples_json,
-           json_extract(recording, '$.channel_ids') AS channel_ids_json
-    FROM read_json(?, format = 'newline_delimited', maximum_object_size = 67108864,
-                   columns = {id: 'JSON', duration: 'JSON', start: 'JSON', channel: 'JSON', supervisions: 'JSON',
-                              recording: 'JSON'})
-"""
+# The Lhotse fields a chunk's fast path reads, as JSON values (so that the type checks below are exact: DuckDB would
+# quietly cast 12 to '12'), and the paths whose JSON type the checks need. Each list is read by one parse of the
+# line (json_extract / json_type with a list of paths); reading a field at a time would parse the ~2.5 KB caption
+# some twenty times per line.
+_SUP = "$.supervisions[0].custom"
+_LHOTSE_VALUES = {
+    "id": "$.id", "duration": "$.duration", "start": "$.start", "channel": "$.channel",
+    "audio_tag": f"{_SUP}.audio_tag", "caption": f"{_SUP}.caption", "original_caption": f"{_SUP}.original_caption",
+    "source": f"{_SUP}.source", "domain": f"{_SUP}.domain", "captioner": f"{_SUP}.captioner",
+    "audio_ref": "$.recording.sources[0].source", "sampling_rate": "$.recording.sampling_rate",
+    "num_samples": "$.recording.num_samples", "channel_ids": "$.recording.channel_ids", "cut_type": "$.type",
+}
+_LHOTSE_TYPES = {
+    "supervisions": "$.supervisions", "supervision_0": "$.supervisions[0]", "supervision_1": "$.supervisions[1]",
+    "custom": _SUP, "caption": f"{_SUP}.caption", "text": "$.supervisions[0].text", "sources": "$.recording.sources",
+    "source_0": "$.recording.sources[0]", "source_1": "$.recording.sources[1]",
+}
+
+
+def _lhotse_read(max_tags_per_clip: int) -> str:
+    types = {**_LHOTSE_TYPES, "tag_beyond_max": f"{_SUP}.audio_tag[{int(max_tags_per_clip)}]"}
+    values_sql = ", ".join(f"v[{i}] AS {name}" for i, name in enumerate(_LHOTSE_VALUES, start=1))
+    types_sql = ", ".join(f"t[{i}] AS {name}_type" for i, name in enumerate(types, start=1))
+    value_paths = ", ".join(f"'{path}'" for path in _LHOTSE_VALUES.values())
+    type_paths = ", ".join(f"'{path}'" for path in types.values())
+    # try(): a line that is no JSON gives NULL lists, which the checks count as bad (the exact reader says why).
+    return f"""
+        SELECT line, v IS NULL OR t IS NULL AS unreadable, {values_sql}, {types_sql}
+        FROM (SELECT line, try(json_extract(raw, [{value_paths}])) AS v, try(json_type(raw, [{type_paths}])) AS t
+              FROM manifest_lines WHERE NOT blank)"""
 
 
 _ALL_STRINGS = "list_bool_and(list_transform(json_extract({x}, '$[*]'), lambda e: json_type(e) = 'VARCHAR'))"
 
 
-def stage_lhotse_fast(con: duckdb.DuckDBPyConnection, manifest_path: Path, max_caption_chars: int,
-                      max_tag_chars: int, max_tags_per_clip: int) -> int:
-    """Stage a well-formed Lhotse manifest with DuckDB's JSON reader; return the number of rows that break a rule.
+def _type_in(value: str, *types: str) -> str:
+    """SQL: the JSON value is absent or of one of ``types`` (a JSON null counts as 'NULL')."""
+    listed = ", ".join(f"'{t}'" for t in types)
+    return f"coalesce(json_type({value}) IN ({listed}, 'NULL'), true)"
 
-    Raises duckdb.Error on any JSON or UTF-8 problem. Any non-zero return or error sends the caller to the
-    exact (slower) Python reader, which names the file, line and field; this path only has to be fast and
-    never accept what the Python reader would refuse.
+
+def stage_lhotse_lines(con: duckdb.DuckDBPyConnection, lines, max_caption_chars: int, max_tag_chars: int,
+                       max_tags_per_clip: int) -> int:
+    """Stage one chunk of Lhotse lines with DuckDB's JSON parser; return the number of rows that break a rule.
+
+    ``lines``: arrow table (line, raw, blank) of ``LineChunk.lines_table``. Call on the ingest's staging
+    connection (never inside the write transaction: a failed statement there would abort it). Raises
+    duckdb.Error on anything the parser cannot take. Any non-zero return or error sends the caller to the exact
+    (slower) Python reader for this chunk, which names the file, line and field; this path only has to be fast
+    and never accept what the Python reader would refuse. Ids seen in earlier chunks (``remember_staged_ids``)
+    count as problems too (duplicates).
     """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE lhotse_raw AS {_LHOTSE_READ}", [str(manifest_path)])
-    tags_ok = _ALL_STRINGS.format(x="custom->'audio_tag'")
-    originals_ok = _ALL_STRINGS.format(x="custom->'original_caption'")
+    con.register("manifest_lines", lines)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE lhotse_raw AS {_lhotse_read(max_tags_per_clip)}")
+    finally:
+        con.unregister("manifest_lines")
+    tags_ok = _ALL_STRINGS.format(x="audio_tag")
+    originals_ok = _ALL_STRINGS.format(x="original_caption")
+    numeric = ("DOUBLE", "UBIGINT", "BIGINT")
+    integer = ("UBIGINT", "BIGINT")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE staging AS
-        SELECT CAST(row_number() OVER () AS INTEGER) AS line,
+        SELECT line,
                id ->> '$' AS clip_id,
-               custom ->> 'source' AS source,
-               custom ->> 'domain' AS domain,
-               audio_ref_json ->> '$' AS audio_ref,
-               CAST(duration AS DOUBLE) AS duration_s,
-               CAST(sampling_rate_json AS INTEGER) AS sample_rate_hz,
-               custom ->> 'caption' AS caption,
-               custom ->> 'captioner' AS captioner,
-               CASE json_type(custom->'original_caption')
-                    WHEN 'ARRAY' THEN list_transform(json_extract(custom, '$.original_caption[*]'), lambda e: e ->> '$')
-                    WHEN 'VARCHAR' THEN [custom ->> 'original_caption'] ELSE [] END AS original_captions,
-               CASE WHEN json_type(custom->'audio_tag') = 'ARRAY'
-                    THEN list_transform(json_extract(custom, '$.audio_tag[*]'), lambda e: trim(e ->> '$'))
+               source ->> '$' AS source,
+               domain ->> '$' AS domain,
+               audio_ref ->> '$' AS audio_ref,
+               TRY_CAST(duration AS DOUBLE) AS duration_s,
+               TRY_CAST(sampling_rate AS INTEGER) AS sample_rate_hz,
+               caption ->> '$' AS caption,
+               captioner ->> '$' AS captioner,
+               CASE json_type(original_caption)
+                    WHEN 'ARRAY' THEN list_transform(json_extract(original_caption, '$[*]'), lambda e: e ->> '$')
+                    WHEN 'VARCHAR' THEN [original_caption ->> '$'] ELSE [] END AS original_captions,
+               CASE WHEN json_type(audio_tag) = 'ARRAY'
+                    THEN list_transform(json_extract(audio_tag, '$[*]'), lambda e: trim(e ->> '$'))
                     ELSE [] END AS tags,
-               coalesce(CAST(start AS DOUBLE), 0.0) AS start_s,
-               CASE WHEN json_type(channel) IN ('UBIGINT', 'BIGINT') THEN [CAST(channel AS INTEGER)] END AS cut_channels,
-               CAST(json_array_length(channel_ids_json) AS INTEGER) AS declared_channels,
-               CAST(num_samples_json AS BIGINT) AS declared_samples,
+               coalesce(TRY_CAST(start AS DOUBLE), 0.0) AS start_s,
+               CASE WHEN json_type(channel) IN ('UBIGINT', 'BIGINT') THEN [TRY_CAST(channel AS INTEGER)] END AS cut_channels,
+               CAST(json_array_length(channel_ids) AS INTEGER) AS declared_channels,
+               TRY_CAST(num_samples AS BIGINT) AS declared_samples,
                CAST([] AS VARCHAR[]) AS more_captions,
-               (json_type(id) IS DISTINCT FROM 'VARCHAR' OR length(trim(id ->> '$')) = 0
-                OR json_type(duration) NOT IN ('DOUBLE', 'UBIGINT', 'BIGINT') OR CAST(duration AS DOUBLE) <= 0
-                OR supervisions_type IS DISTINCT FROM 'ARRAY' OR supervisions_len = 0
-                OR json_type(custom) NOT IN ('OBJECT', 'NULL')
-                OR json_type(audio_ref_json) IS DISTINCT FROM 'VARCHAR' OR length(audio_ref_json ->> '$') = 0
-                OR (sampling_rate_json IS NOT NULL AND (json_type(sampling_rate_json) NOT IN ('UBIGINT', 'BIGINT')
-                    OR CAST(sampling_rate_json AS BIGINT) <= 0))
-                OR coalesce(json_type(custom->'caption') NOT IN ('VARCHAR', 'NULL'), false)
-                OR coalesce(length(custom ->> 'caption') > {int(max_caption_chars)}, false)
-                OR coalesce(json_type(custom->'audio_tag') NOT IN ('ARRAY', 'NULL'), false)
-                OR coalesce(json_type(custom->'audio_tag') = 'ARRAY' AND NOT coalesce({tags_ok}, true), false)
-                OR coalesce(json_type(custom->'original_caption') NOT IN ('ARRAY', 'VARCHAR', 'NULL'), false)
-                OR coalesce(json_type(custom->'original_caption') = 'ARRAY' AND NOT coalesce({originals_ok}, true), false)
-                OR coalesce(json_type(custom->'source') NOT IN ('VARCHAR', 'NULL'), false)
-                OR coalesce(json_type(custom->'domain') NOT IN ('VARCHAR', 'NULL'), false)
-                OR coalesce(json_type(custom->'captioner') NOT IN ('VARCHAR', 'NULL'), false)
+               (unreadable
+                OR json_type(id) IS DISTINCT FROM 'VARCHAR' OR NOT regexp_matches(id ->> '$', '\\S')
+                OR regexp_matches(id ->> '$', '^\\s|\\s$')  -- the exact reader strips it: let it
+                OR NOT coalesce(json_type(duration) IN {numeric!r}, false) OR TRY_CAST(duration AS DOUBLE) <= 0
+                OR NOT coalesce(json_type(cut_type) = 'NULL' OR cut_type ->> '$' IN ('MonoCut', 'MultiCut'), true)
+                OR supervisions_type IS DISTINCT FROM 'ARRAY' OR supervision_0_type IS DISTINCT FROM 'OBJECT'
+                OR coalesce(text_type <> 'NULL', false)  -- a supervision's text is an original caption: the exact reader adds it
+                OR NOT coalesce(custom_type IN ('OBJECT', 'NULL'), true)
+                OR json_type(audio_ref) IS DISTINCT FROM 'VARCHAR' OR length(audio_ref ->> '$') = 0
+                OR NOT {_type_in("sampling_rate", *integer)} OR TRY_CAST(sampling_rate AS BIGINT) <= 0
+                OR NOT coalesce(caption_type IN ('VARCHAR', 'NULL'), true)
+                OR coalesce(length(caption ->> '$') > {int(max_caption_chars)}, false)
+                OR coalesce(NOT regexp_matches(caption ->> '$', '\\S'), false)  -- blank: the exact reader drops it
+                OR NOT {_type_in("audio_tag", "ARRAY")}
+                OR (json_type(audio_tag) = 'ARRAY' AND NOT coalesce({tags_ok}, true))
+                OR NOT {_type_in("original_caption", "ARRAY", "VARCHAR")}
+                OR (json_type(original_caption) = 'ARRAY' AND NOT coalesce({originals_ok}, true))
+                OR (json_type(original_caption) = 'ARRAY'  -- repeats and blanks: the exact reader drops them
+                    AND json_array_length(original_caption) <> len(list_distinct(list_filter(
+                        list_transform(json_extract(original_caption, '$[*]'), lambda e: e ->> '$'),
+                        lambda x: regexp_matches(x, '\\S')))))
+                OR coalesce(list_bool_or(list_transform(
+                        CASE json_type(original_caption)
+                             WHEN 'ARRAY' THEN list_transform(json_extract(original_caption, '$[*]'), lambda e: e ->> '$')
+                             WHEN 'VARCHAR' THEN [original_caption ->> '$'] ELSE [] END,
+                        lambda x: length(x) > {int(max_caption_chars)} OR NOT regexp_matches(x, '\\S'))), false)
+                OR NOT {_type_in("source", "VARCHAR")} OR NOT {_type_in("domain", "VARCHAR")}
+                OR NOT {_type_in("captioner", "VARCHAR")}
                 -- Anything beyond one supervision, one source, one channel and numeric fields goes to the exact
                 -- reader, which applies the documented policies and counts them.
-                OR supervisions_len > 1 OR sources_len IS DISTINCT FROM 1
-                OR coalesce(json_type(start) NOT IN ('DOUBLE', 'UBIGINT', 'BIGINT', 'NULL'), false)
-                OR coalesce(json_type(channel) NOT IN ('UBIGINT', 'BIGINT', 'NULL'), false)
-                OR coalesce(json_type(channel_ids_json) NOT IN ('ARRAY', 'NULL'), false)
-                OR coalesce(json_type(num_samples_json) NOT IN ('UBIGINT', 'BIGINT', 'NULL'), false)
-                OR coalesce(json_array_length(custom->'audio_tag') > {int(max_tags_per_clip)}, false)
-               ) AS bad
+                OR supervision_1_type IS NOT NULL
+                OR sources_type IS DISTINCT FROM 'ARRAY' OR source_0_type IS DISTINCT FROM 'OBJECT'
+                OR source_1_type IS NOT NULL
+                OR NOT {_type_in("start", *numeric)} OR TRY_CAST(start AS DOUBLE) < 0
+                OR NOT {_type_in("channel", *integer)} OR TRY_CAST(channel AS BIGINT) < 0
+                OR NOT {_type_in("channel_ids", "ARRAY")}
+                OR (json_type(channel_ids) = 'ARRAY' AND NOT coalesce(json_array_length(channel_ids) > 0
+                    AND list_bool_and(list_transform(json_extract(channel_ids, '$[*]'),
+                        lambda e: json_type(e) IN ('UBIGINT', 'BIGINT') AND TRY_CAST(e AS BIGINT) >= 0)), false))
+                OR NOT {_type_in("num_samples", *integer)} OR TRY_CAST(num_samples AS BIGINT) <= 0
+                OR tag_beyond_max_type IS NOT NULL
+               ) IS NOT FALSE AS bad
         FROM lhotse_raw
     """)
     con.execute("DROP TABLE lhotse_raw")
@@ -110,7 +159,9 @@ def stage_lhotse_fast(con: duckdb.DuckDBPyConnection, manifest_path: Path, max_c
                count(*) FILTER (WHERE list_contains(list_transform(tags, lambda t: length(t) > {int(max_tag_chars)}), true)),
                count(*), count(DISTINCT clip_id)
         FROM staging""").fetchall()[0]
-    problems = bad_rows + empty_tags + long_tags + (rows - distinct_ids) + (1 if rows == 0 else 0)
+    problems = bad_rows + empty_tags + long_tags + (rows - distinct_ids)
+    if problems == 0:
+        problems += staged_ids_seen_before(con)
     if problems == 0:
         con.execute("ALTER TABLE staging DROP COLUMN bad")
     return problems
@@ -123,16 +174,6 @@ def stage_rows(con: duckdb.DuckDBPyConnection, arrow_table) -> None:
         con.execute("CREATE OR REPLACE TEMP TABLE staging AS SELECT * FROM staging_arrow")
     finally:
         con.unregister("staging_arrow")
-
-
-def read_parquet_rows(con: duckdb.DuckDBPyConnection, path: Path) -> list[dict]:
-    try:
-        result = con.execute("SELECT * FROM read_parquet(?)", [str(path)])
-    except duckdb.Error as exc:
-        raise ManifestError(path, None, None, found=str(exc).splitlines()[0], found_is_description=True,
-                            expected="a readable Parquet file") from None
-    names = [column[0] for column in result.description]
-    return [dict(zip(names, row)) for row in result.fetchall()]
 
 
 def staged_audio_rows(con: duckdb.DuckDBPyConnection) -> list[dict]:
@@ -154,7 +195,8 @@ def respell_staged_tags(con: duckdb.DuckDBPyConnection, respelled: dict[str, str
     if not respelled:
         return 0
     con.execute("CREATE OR REPLACE TEMP TABLE tag_respelling (raw VARCHAR PRIMARY KEY, tag VARCHAR NOT NULL)")
-    con.executemany("INSERT INTO tag_respelling VALUES (?, ?)", list(respelled.items()))
+    con.execute("INSERT INTO tag_respelling SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+                [list(respelled), list(respelled.values())])
     before = con.execute("SELECT coalesce(sum(len(tags)), 0) FROM staging").fetchall()[0][0]
     con.execute("""
         CREATE OR REPLACE TEMP TABLE staging_retagged AS
@@ -169,6 +211,109 @@ def respell_staged_tags(con: duckdb.DuckDBPyConnection, respelled: dict[str, str
     con.execute("DROP TABLE staging_retagged")
     con.execute("DROP TABLE tag_respelling")
     return int(before - after)
+
+
+def staged_for_writing(con: duckdb.DuckDBPyConnection, audio_table, default_captioner: str):
+    """The staged chunk joined with its resolved audio (arrow: clip_id, audio_path, audio_ok, ...), in line order,
+    as one arrow table: everything ``write_chunk`` needs, handed from the staging connection to the writing one."""
+    con.register("staged_audio", audio_table)
+    try:
+        return con.sql("""
+            SELECT s.line, s.clip_id, coalesce(s.source, a.source) AS source, s.domain, a.audio_path, a.audio_ok,
+                   a.duration_s, a.sample_rate_hz, s.caption, coalesce(s.captioner, ?) AS captioner,
+                   s.original_captions, s.tags, a.num_channels, a.num_frames, a.audio_format,
+                   CASE WHEN a.probed THEN ?::TIMESTAMPTZ END AS probed_at, coalesce(s.start_s, 0.0) AS start_s,
+                   a.cut_channels, s.more_captions
+            FROM staging s JOIN staged_audio a USING (clip_id) ORDER BY s.line""",
+                       params=[default_captioner, now_utc()]).to_arrow_table()
+    finally:
+        con.unregister("staged_audio")
+
+
+# ------------------------------------------------------------------ what one ingest has seen, across its chunks
+
+def start_file_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Per-file memory of the staging connection: ids seen (duplicates across chunks), tag spellings respelled."""
+    con.execute("CREATE OR REPLACE TEMP TABLE ingest_seen_ids (clip_id VARCHAR NOT NULL, line INTEGER NOT NULL)")
+    con.execute("CREATE OR REPLACE TEMP TABLE ingest_respellings (raw VARCHAR NOT NULL, tag VARCHAR NOT NULL)")
+
+
+def staged_ids_seen_before(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT count(*) FROM staging JOIN ingest_seen_ids USING (clip_id)").fetchall()[0][0]
+
+
+def seen_id_lines(con: duckdb.DuckDBPyConnection, clip_ids: list[str]) -> dict[str, int]:
+    """clip_id -> the line of an earlier chunk that has it, for those of ``clip_ids`` seen before."""
+    if not clip_ids:
+        return {}
+    return dict(con.execute("SELECT clip_id, min(line) FROM ingest_seen_ids "
+                            "WHERE clip_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY clip_id", [clip_ids]).fetchall())
+
+
+def remember_staged_ids(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("INSERT INTO ingest_seen_ids SELECT clip_id, line FROM staging")
+
+
+def remember_respellings(con: duckdb.DuckDBPyConnection, respelled: dict[str, str]) -> None:
+    if respelled:
+        con.execute("""INSERT INTO ingest_respellings SELECT DISTINCT r.raw, r.tag
+                       FROM (SELECT unnest(?::VARCHAR[]) AS raw, unnest(?::VARCHAR[]) AS tag) r
+                       WHERE NOT EXISTS (SELECT 1 FROM ingest_respellings i WHERE i.raw = r.raw)""",
+                    [list(respelled), list(respelled.values())])
+
+
+def respellings(con: duckdb.DuckDBPyConnection, examples: int) -> tuple[int, list[tuple[str, str]]]:
+    """How many distinct spellings this file had respelled, and the first ``examples`` of them by spelling."""
+    n = con.execute("SELECT count(*) FROM ingest_respellings").fetchall()[0][0]
+    first = con.execute("SELECT raw, tag FROM ingest_respellings ORDER BY raw LIMIT ?", [examples]).fetchall()
+    return n, first
+
+
+# ------------------------------------------------------------------------------------------------- readers
+
+def parquet_row_count(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    try:
+        return con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchall()[0][0]
+    except duckdb.Error as exc:
+        raise ManifestError(path, None, None, found=str(exc).splitlines()[0], found_is_description=True,
+                            expected="a readable Parquet file") from None
+
+
+def iter_parquet_batches(con: duckdb.DuckDBPyConnection, path: Path, batch_rows: int) -> Iterator[list[dict]]:
+    """The Parquet file's rows as dicts, ``batch_rows`` at a time, in file order.
+
+    Each batch is one query over a range of file_row_number, which DuckDB prunes to the row groups holding it:
+    memory holds a batch (a whole-file result, or a streamed arrow reader, buffers far more).
+    """
+    total = parquet_row_count(con, path)
+    for low in range(0, total, batch_rows):
+        try:
+            result = con.execute("""
+                SELECT * EXCLUDE (file_row_number) FROM read_parquet(?, file_row_number = true)
+                WHERE file_row_number >= ? AND file_row_number < ? ORDER BY file_row_number""",
+                                 [str(path), low, low + batch_rows])
+            names = [column[0] for column in result.description]
+            rows = result.fetchall()
+        except duckdb.Error as exc:
+            raise ManifestError(path, low + 1, None, found=str(exc).splitlines()[0], found_is_description=True,
+                                expected="a readable Parquet file") from None
+        yield [dict(zip(names, row)) for row in rows]
+
+
+def memory_limit(con: duckdb.DuckDBPyConnection) -> str:
+    """DuckDB's memory_limit as it reports it, e.g. '18.8 GiB'."""
+    return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+
+def set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+
+
+def allocator_background_threads(con: duckdb.DuckDBPyConnection, enabled: bool) -> bool:
+    """Set DuckDB's allocator_background_threads; returns the value it had."""
+    before = con.execute("SELECT current_setting('allocator_background_threads')").fetchall()[0][0]
+    con.execute(f"SET allocator_background_threads = {'true' if enabled else 'false'}")
+    return str(before).lower() == "true"
 
 
 def begin_ingest(con: duckdb.DuckDBPyConnection, path: str, fmt: str, on_bad_row: str,
@@ -192,88 +337,87 @@ class StagedCounts:
     distinct_tags: int
 
 
-def write_staging(con: duckdb.DuckDBPyConnection, ingest_id: int, audio_table, extractor: str,
-                  default_captioner: str) -> StagedCounts:
-    """Upsert the staged clips by clip_id; replace their captions and this extractor's tag rows.
+def write_chunk(con: duckdb.DuckDBPyConnection, ingest_id: int, chunk, extractor: str) -> StagedCounts:
+    """Upsert one chunk's clips by clip_id; replace their captions and this extractor's tag rows.
 
-    Call inside ``transaction(con)``. ``audio_table`` (arrow: clip_id, audio_path, audio_ok, source) holds
-    the audio paths already resolved and checked on disk.
+    Call inside the ingest's ``transaction(con)``, once per chunk in file order. ``chunk`` is the arrow table of
+    ``staged_for_writing``. It is read by name (DuckDB's scan of a Python variable), not registered and not
+    copied into a temp table: inside a transaction DuckDB keeps every replaced view's object and every dropped
+    temp table until the commit, which for a 4M-clip file is gigabytes; only the chunk's (line, clip_key) pairs
+    are kept that way. ``distinct_tags`` of the result is 0: it is counted over the whole file at the end
+    (``ingest_distinct_tags``).
     """
-    con.register("staged_audio", audio_table)
-    try:
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE staged AS
-            SELECT s.line, s.clip_id, coalesce(s.source, a.source) AS source, s.domain, a.audio_path, a.audio_ok,
-                   a.duration_s, a.sample_rate_hz, s.caption, coalesce(s.captioner, ?) AS captioner,
-                   s.original_captions, s.tags, a.num_channels, a.num_frames, a.audio_format,
-                   CASE WHEN a.probed THEN ?::TIMESTAMPTZ END AS probed_at, coalesce(s.start_s, 0.0) AS start_s,
-                   a.cut_channels, s.more_captions
-            FROM staging s JOIN staged_audio a USING (clip_id)""", [default_captioner, now_utc()])
-    finally:
-        con.unregister("staged_audio")
-    con.execute("""
+    staged_chunk = chunk  # noqa: F841 -- the name the SQL below reads
+    updated = con.execute("""
         UPDATE clips SET source = s.source, domain = s.domain, audio_path = s.audio_path, audio_ok = s.audio_ok,
                duration_s = s.duration_s, sample_rate_hz = s.sample_rate_hz, ingest_id = ?,
                num_channels = s.num_channels, num_frames = s.num_frames, audio_format = s.audio_format,
                probed_at = s.probed_at, start_s = s.start_s, cut_channels = s.cut_channels
-        FROM staged s WHERE clips.clip_id = s.clip_id""", [ingest_id])
+        FROM staged_chunk s WHERE clips.clip_id = s.clip_id""", [ingest_id]).fetchall()[0][0]
     con.execute("""
         INSERT INTO clips (clip_key, clip_id, source, domain, audio_path, audio_ok, duration_s, sample_rate_hz,
                            ingest_id, num_channels, num_frames, audio_format, probed_at, start_s, cut_channels)
         SELECT (SELECT coalesce(max(clip_key), 0) FROM clips) + CAST(row_number() OVER (ORDER BY s.line) AS INTEGER),
                s.clip_id, s.source, s.domain, s.audio_path, s.audio_ok, s.duration_s, s.sample_rate_hz, ?,
                s.num_channels, s.num_frames, s.audio_format, s.probed_at, s.start_s, s.cut_channels
-        FROM staged s WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE c.clip_id = s.clip_id)""", [ingest_id])
+        FROM staged_chunk s WHERE NOT EXISTS (SELECT 1 FROM clips c WHERE c.clip_id = s.clip_id)""",
+                [ingest_id]).fetchall()
     con.execute("""
-        CREATE OR REPLACE TEMP TABLE staged_keys AS
-        SELECT c.clip_key, s.caption, s.captioner, s.original_captions, s.tags, s.more_captions
-        FROM staged s JOIN clips c USING (clip_id)""")
-    con.execute("DROP TABLE staged")
-    # A re-ingested clip gets the manifest's captions and tags, not a second copy of them.
-    con.execute("""
-        DELETE FROM captions WHERE clip_key IN (SELECT clip_key FROM staged_keys)
-          AND (kind = 'original' OR captioner IN (SELECT DISTINCT captioner FROM staged_keys))""")
-    con.execute("""
+        CREATE OR REPLACE TEMP TABLE chunk_keys AS
+        SELECT s.line, c.clip_key FROM staged_chunk s JOIN clips c USING (clip_id)""")
+    if updated:
+        # A re-ingested clip gets the manifest's captions and tags, not a second copy of them. (A clip new to the
+        # store has none: the deletes, which scan the whole tables, are skipped for them.)
+        con.execute("""
+            DELETE FROM captions WHERE clip_key IN (SELECT clip_key FROM chunk_keys)
+              AND (kind = 'original' OR captioner IN (SELECT DISTINCT captioner FROM staged_chunk))""")
+        con.execute("DELETE FROM clip_tags WHERE extractor = ? AND clip_key IN (SELECT clip_key FROM chunk_keys)",
+                    [extractor])
+    captions = con.execute("""
         INSERT INTO captions (clip_key, kind, captioner, position, text, ingest_id)
-        SELECT clip_key, 'generated', captioner, 0, caption, ? FROM staged_keys WHERE caption IS NOT NULL""",
-                [ingest_id])
+        SELECT k.clip_key, 'generated', s.captioner, 0, s.caption, ?
+        FROM staged_chunk s JOIN chunk_keys k USING (line) WHERE s.caption IS NOT NULL""",
+                           [ingest_id]).fetchall()[0][0]
     # Captions of a cut's further supervisions (several-supervisions policy: all kept, in order).
-    con.execute("""
+    captions += con.execute("""
         INSERT INTO captions (clip_key, kind, captioner, position, text, ingest_id)
         SELECT clip_key, 'generated', captioner, CAST(pos AS INTEGER), text, ?
-        FROM (SELECT clip_key, captioner, unnest(more_captions) AS text, generate_subscripts(more_captions, 1) AS pos
-              FROM staged_keys) WHERE text IS NOT NULL AND length(trim(text)) > 0""", [ingest_id])
-    con.execute("""
+        FROM (SELECT k.clip_key, s.captioner, unnest(s.more_captions) AS text,
+                     generate_subscripts(s.more_captions, 1) AS pos
+              FROM staged_chunk s JOIN chunk_keys k USING (line))
+        WHERE text IS NOT NULL AND length(trim(text)) > 0""", [ingest_id]).fetchall()[0][0]
+    captions += con.execute("""
         INSERT INTO captions (clip_key, kind, captioner, position, text, ingest_id)
         SELECT clip_key, 'original', 'human', CAST(pos AS INTEGER), text, ?
-        FROM (SELECT clip_key, unnest(original_captions) AS text, generate_subscripts(original_captions, 1) AS pos
-              FROM staged_keys) WHERE text IS NOT NULL AND length(trim(text)) > 0""", [ingest_id])
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE staged_tags AS
-        SELECT DISTINCT clip_key, unnest(tags) AS tag FROM staged_keys""")
+        FROM (SELECT k.clip_key, unnest(s.original_captions) AS text, generate_subscripts(s.original_captions, 1) AS pos
+              FROM staged_chunk s JOIN chunk_keys k USING (line))
+        WHERE text IS NOT NULL AND length(trim(text)) > 0""", [ingest_id]).fetchall()[0][0]
     con.execute("""
         INSERT INTO tags
         SELECT (SELECT coalesce(max(tag_id), 0) FROM tags) + CAST(row_number() OVER (ORDER BY tag) AS INTEGER), tag
-        FROM (SELECT DISTINCT tag FROM staged_tags) n WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.tag = n.tag)""")
-    con.execute("DELETE FROM clip_tags WHERE extractor = ? AND clip_key IN (SELECT clip_key FROM staged_keys)",
-                [extractor])
-    con.execute("""
-        INSERT INTO clip_tags (clip_key, tag_id, extractor, ingest_id) SELECT st.clip_key, t.tag_id, ?, ? FROM staged_tags st JOIN tags t USING (tag)""",
-                [extractor, ingest_id])
-    clips, captions, tag_rows, distinct_tags = con.execute("""
-        SELECT (SELECT count(*) FROM staged_keys),
-               (SELECT count(*) FILTER (WHERE caption IS NOT NULL)
-                       + coalesce(sum(length(list_filter(original_captions, lambda x: length(trim(x)) > 0))), 0)
-                       + coalesce(sum(length(list_filter(more_captions, lambda x: length(trim(x)) > 0))), 0)
-                FROM staged_keys),
-               (SELECT count(*) FROM staged_tags),
-               (SELECT count(DISTINCT tag) FROM staged_tags)""").fetchall()[0]
-    return StagedCounts(clips, captions, tag_rows, distinct_tags)
+        FROM (SELECT DISTINCT unnest(tags) AS tag FROM staged_chunk) n
+        WHERE tag IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.tag = n.tag)""").fetchall()
+    tag_rows = con.execute("""
+        INSERT INTO clip_tags (clip_key, tag_id, extractor, ingest_id)
+        SELECT k.clip_key, t.tag_id, ?, ?
+        FROM (SELECT DISTINCT line, unnest(tags) AS tag FROM staged_chunk) st
+        JOIN chunk_keys k USING (line) JOIN tags t USING (tag)""", [extractor, ingest_id]).fetchall()[0][0]
+    return StagedCounts(clips=chunk.num_rows, captions=captions, tag_rows=tag_rows, distinct_tags=0)
+
+
+def ingest_distinct_tags(con: duckdb.DuckDBPyConnection, ingest_id: int, extractor: str) -> int:
+    return con.execute("SELECT count(DISTINCT tag_id) FROM clip_tags WHERE ingest_id = ? AND extractor = ?",
+                       [ingest_id, extractor]).fetchall()[0][0]
 
 
 def drop_staging(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ("lhotse_raw", "staging", "staged", "staged_keys", "staged_tags", "tag_respelling",
-                  "staging_retagged"):
+    """Drop one chunk's staging tables (on the staging connection, outside any transaction: freed at once)."""
+    for table in ("lhotse_raw", "staging", "tag_respelling", "staging_retagged"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def drop_file_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ("ingest_seen_ids", "ingest_respellings"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -292,18 +436,19 @@ def ingest_notes(con: duckdb.DuckDBPyConnection, ingest_id: int) -> list[tuple[s
 
 
 def record_bad_rows(con: duckdb.DuckDBPyConnection, ingest_id: int, rows: list[tuple[int | None, str | None, str]]) -> None:
+    """rows: (line, field, reason) of the rows a skip-mode ingest left out."""
     if rows:
-        con.executemany("INSERT INTO ingest_bad_rows VALUES (?, ?, ?, ?)", [(ingest_id, *row) for row in rows])
+        con.execute("INSERT INTO ingest_bad_rows SELECT ?, unnest(?::INTEGER[]), unnest(?::VARCHAR[]), "
+                    "unnest(?::VARCHAR[])", [ingest_id, [r[0] for r in rows], [r[1] for r in rows],
+                                             [r[2] for r in rows]]).fetchall()
 
 
 def record_missing_audio(con: duckdb.DuckDBPyConnection, ingest_id: int, arrow_table) -> None:
-    """arrow_table: clip_id, audio_path, reason."""
-    con.register("missing_arrow", arrow_table)
-    try:
-        con.execute("INSERT INTO ingest_missing_audio SELECT ?, clip_id, audio_path, reason FROM missing_arrow",
-                    [ingest_id])
-    finally:
-        con.unregister("missing_arrow")
+    """arrow_table: clip_id, audio_path, reason. Read by name, not registered (see ``write_chunk``)."""
+    if arrow_table.num_rows:
+        missing_audio_rows = arrow_table  # noqa: F841 -- the name the SQL reads
+        con.execute("INSERT INTO ingest_missing_audio SELECT ?, clip_id, audio_path, reason FROM missing_audio_rows",
+                    [ingest_id]).fetchall()
 
 
 def finish_ingest(con: duckdb.DuckDBPyConnection, ingest_id: int, counts: StagedCounts, skipped_rows: int,
