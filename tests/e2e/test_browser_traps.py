@@ -162,6 +162,8 @@ def test_the_tag_map_lasso_never_proposes_a_pruned_target(page, tmp_path):
         wait_for_app_idle(page)
         assert f"{n_raw} tags selected" in page.get_by_text(re.compile(r"\d+ tags selected")).inner_text()
         target = page.locator(".st-key-map_merge_target")
+        # The selection panel draws its widgets after the count; on a loaded machine the box can still be empty.
+        expect(target.get_by_role("combobox")).to_be_visible(timeout=30_000)
         assert f'combobox "Merge them into": {expected}' in target.aria_snapshot(), target.aria_snapshot()
         _shot(page, "3-lasso-target")
         target.get_by_role("combobox").scroll_into_view_if_needed()
