@@ -69,6 +69,7 @@ def build_esc50_export(work: Path, shared: Path) -> Path:
     """The 400 real ESC-50 clips of ../shared/data with their category (and ESC-10 membership) as tags."""
     import csv
 
+    shared = shared.resolve()  # the manifest is written elsewhere: a relative audio path would not resolve there
     with open(shared / "esc50" / "esc50_subset.csv", newline="") as handle:
         rows = [{"id": r["filename"].rsplit(".", 1)[0], "audio_path": str(shared / "esc50" / "audio" / r["filename"]),
                  "tags": [r["category"].replace("_", " "), "sound"] + (["esc10"] if r["esc10"] == "True" else [])}
