@@ -100,6 +100,30 @@ def scenarios(view) -> list[tuple[str, BrowseFilters, int | None]]:
     ]
 
 
+def add_light_curation(con, tags: list[str], n_clips: int) -> None:
+    """A merge, a prune and 300 audited clips, so that the canonical and audited filters have something to chew on
+    (the same state for bench/scale_4m.py's browse)."""
+    record_decision(con, Decision.merge([tags[1], tags[2]], into=tags[1]), by="bench")
+    record_decision(con, Decision.prune([tags[5]]), by="bench")
+    rng = np.random.default_rng(0)
+    for i, clip_key in enumerate(sorted(rng.choice(np.arange(1, n_clips), size=300, replace=False).tolist())):
+        store_browse.add_submitted_audit_slot(con, campaign_id=1, clip_key=clip_key, annotator=f"a{i % 3}")
+
+
+def time_pages(con, view, state) -> list[tuple[str, float, int]]:
+    """(scenario, milliseconds, rows) for each page of ``scenarios``, after one warm-up page."""
+    browse_page(con, BrowseFilters(text="w1"), view=view, state=state)  # warm-up: imports, first plans
+    timings, previous = [], None
+    for label, filters, after in scenarios(view):
+        if after == -1:
+            after = previous.next_after if previous is not None and previous.has_more else None
+        t0 = time.perf_counter()
+        page = browse_page(con, filters, view=view, state=state, after_clip_key=after, limit=25)
+        timings.append((label, round((time.perf_counter() - t0) * 1000, 1), len(page.rows)))
+        previous = page
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="/tmp/uts_bench")
@@ -123,28 +147,13 @@ def main() -> None:
     reindex = text_index.index_captions(con, np.arange(5_000, 6_000))
     reindex_s = time.perf_counter() - t0
 
-    # A little curation and audit state so that the canonical and audited filters have something to chew on.
-    tags = [t for t in load_tag_matrix(con).tag_texts if t]
-    record_decision(con, Decision.merge([tags[1], tags[2]], into=tags[1]), by="bench")
-    record_decision(con, Decision.prune([tags[5]]), by="bench")
-    rng = np.random.default_rng(0)
-    for i, clip_key in enumerate(sorted(rng.choice(np.arange(1, 360_000), size=300, replace=False).tolist())):
-        store_browse.add_submitted_audit_slot(con, campaign_id=1, clip_key=clip_key, annotator=f"a{i % 3}")
+    add_light_curation(con, [t for t in load_tag_matrix(con).tag_texts if t], 360_000)
     t0 = time.perf_counter()
     state = replay(list_decisions(con))
     view = compute_vocabulary(load_tag_matrix(con), state)
     view_s = time.perf_counter() - t0
 
-    browse_page(con, BrowseFilters(text="w1"), view=view, state=state)  # warm-up: imports, first plans
-    timings, previous = [], None
-    for label, filters, after in scenarios(view):
-        if after == -1:
-            after = previous.next_after if previous is not None and previous.has_more else None
-        t0 = time.perf_counter()
-        page = browse_page(con, filters, view=view, state=state, after_clip_key=after, limit=25)
-        elapsed_ms = (time.perf_counter() - t0) * 1000
-        timings.append((label, round(elapsed_ms, 1), len(page.rows)))
-        previous = page
+    timings = time_pages(con, view, state)
     ms = [t[1] for t in timings]
     ms_sorted = sorted(ms)
     print(json.dumps({

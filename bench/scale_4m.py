@@ -222,12 +222,10 @@ def cmd_ingest(args) -> None:
 def cmd_browse(args) -> None:
     sys.path.insert(0, str(PROJECT))
     sys.path.insert(0, str(PROJECT / "bench"))
-    from browse_scale import scenarios
+    from browse_scale import add_light_curation, time_pages
 
     from curation import store
-    from curation.explore.browse import BrowseFilters, browse_page
-    from curation.store import browse as store_browse
-    from curation.vocabulary.decisions import Decision, list_decisions, record_decision, replay
+    from curation.vocabulary.decisions import list_decisions, replay
     from curation.vocabulary.ranking import compute_vocabulary, load_tag_matrix
 
     db = Path(args.db) if args.db else Path(args.workdir) / "scale.duckdb"
@@ -236,27 +234,14 @@ def cmd_browse(args) -> None:
     matrix = load_tag_matrix(con)
     matrix_s = time.perf_counter() - t0
     if not list_decisions(con):  # the same light curation and audit state as bench/browse_scale.py, once
-        tags = [t for t in matrix.tag_texts if t]
-        record_decision(con, Decision.merge([tags[1], tags[2]], into=tags[1]), by="bench")
-        record_decision(con, Decision.prune([tags[5]]), by="bench")
-        rng = np.random.default_rng(0)
-        clips = con.execute("SELECT count(*) FROM clips").fetchall()[0][0]
-        for i, clip_key in enumerate(sorted(rng.choice(np.arange(1, clips), size=300, replace=False).tolist())):
-            store_browse.add_submitted_audit_slot(con, campaign_id=1, clip_key=clip_key, annotator=f"a{i % 3}")
+        add_light_curation(con, [t for t in matrix.tag_texts if t],
+                           con.execute("SELECT count(*) FROM clips").fetchall()[0][0])
         matrix = load_tag_matrix(con)
     t0 = time.perf_counter()
     state = replay(list_decisions(con))
     view = compute_vocabulary(matrix, state)
     view_s = time.perf_counter() - t0
-    browse_page(con, BrowseFilters(text="w1"), view=view, state=state)  # warm-up: imports, first plans
-    timings, previous = [], None
-    for label, filters, after in scenarios(view):
-        if after == -1:
-            after = previous.next_after if previous is not None and previous.has_more else None
-        t0 = time.perf_counter()
-        page = browse_page(con, filters, view=view, state=state, after_clip_key=after, limit=25)
-        timings.append((label, round((time.perf_counter() - t0) * 1000, 1), len(page.rows)))
-        previous = page
+    timings = time_pages(con, view, state)
     ms = sorted(t[1] for t in timings)
     print(json.dumps({"pages": len(ms), "p50_ms": round(statistics.median(ms), 1),
                       "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1), "max_ms": ms[-1],

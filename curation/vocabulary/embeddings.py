@@ -178,29 +178,36 @@ def nearest_neighbours(vectors: np.ndarray, k: int, *, exact: bool | None = None
         return _screened_neighbours(vectors, k)
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float32)
-    torch = _torch()
     block = _block_rows(n)
     for start in range(0, n, block):
         stop = min(start + block, n)
-        own = np.arange(stop - start)
-        if torch is not None:
-            sims = torch.from_numpy(vectors[start:stop]) @ torch.from_numpy(vectors).T
-            diagonal = torch.from_numpy(own)
-            sims[diagonal, diagonal + start] = 2.0  # the row itself first, even beside an identical vector
-            top_sims, top = torch.topk(sims, k, dim=1)
-            top_sims, top = top_sims.numpy(), top.numpy()
-            top_sims[:, 0] = 1.0
-        else:
-            sims = vectors[start:stop] @ vectors.T
-            sims[own, own + start] = 2.0
-            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            part_sims = np.take_along_axis(sims, part, axis=1)
-            order = np.argsort(-part_sims, axis=1)
-            top, top_sims = np.take_along_axis(part, order, axis=1), np.take_along_axis(part_sims, order, axis=1)
-            top_sims[:, 0] = 1.0
+        # The row itself first, even beside an identical vector.
+        top_sims, top = _block_top_k(vectors, start, stop, k, own_score=2.0)
+        top_sims[:, 0] = 1.0
         indices[start:stop] = top
         distances[start:stop] = np.maximum(0.0, 1.0 - top_sims)
     return indices, distances
+
+
+def _block_top_k(vectors: np.ndarray, start: int, stop: int, k: int, own_score: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, columns) of the k largest dot products of rows start:stop with every row, best first; a row's
+    own column scores ``own_score``. torch's top-k when torch is there (0.25 s per 2,048-row block at 100k rows,
+    against 8 s for numpy's argpartition), numpy otherwise."""
+    own = np.arange(stop - start)
+    torch = _torch()
+    if torch is not None:
+        sims = torch.from_numpy(vectors[start:stop]) @ torch.from_numpy(vectors).T
+        diagonal = torch.from_numpy(own)
+        sims[diagonal, diagonal + start] = own_score
+        top_sims, top = torch.topk(sims, k, dim=1)
+        return top_sims.numpy(), top.numpy()
+    sims = vectors[start:stop] @ vectors.T
+    sims[own, own + start] = own_score
+    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    part_sims = np.take_along_axis(sims, part, axis=1)
+    order = np.argsort(-part_sims, axis=1)
+    return np.take_along_axis(part_sims, order, axis=1), np.take_along_axis(part, order, axis=1)
 
 
 def _screened_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,20 +221,11 @@ def _screened_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     wanted = k + SCREEN_EXTRA
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float32)
-    torch = _torch()
     block = _block_rows(n)
     for start in range(0, n, block):
         stop = min(start + block, n)
         own = np.arange(stop - start)
-        if torch is not None:
-            approx = torch.from_numpy(reduced[start:stop]) @ torch.from_numpy(reduced).T
-            diagonal = torch.from_numpy(own)
-            approx[diagonal, diagonal + start] = np.inf
-            candidates = torch.topk(approx, wanted, dim=1).indices.numpy()
-        else:
-            approx = reduced[start:stop] @ reduced.T
-            approx[own, own + start] = np.inf
-            candidates = np.argpartition(-approx, wanted - 1, axis=1)[:, :wanted]
+        _, candidates = _block_top_k(reduced, start, stop, wanted, own_score=np.inf)
         exact = np.einsum("bd,bcd->bc", vectors[start:stop], vectors[candidates])
         exact[candidates == (own + start)[:, None]] = 2.0  # the row itself first
         order = np.argsort(-exact, axis=1, kind="stable")[:, :k]

@@ -121,16 +121,19 @@ def tag_matrix_from_inputs(data: dict) -> TagMatrix:
                      slot_extractors=slot_extractors, extractors=tuple(data["extractors"]))
 
 
-def used_slots(matrix: TagMatrix, state: CurationState) -> np.ndarray:
-    """The matrix's slots with the pairs of extractors the state does not use blanked out (-1): a
-    use_extractors decision decides whose tag rows feed the vocabulary; none in effect means all of them."""
+def used_slots(matrix: TagMatrix, state: CurationState, rows: np.ndarray | None = None) -> np.ndarray:
+    """The matrix's slots (of ``rows`` only, when given) with the pairs of extractors the state does not use
+    blanked out (-1): a use_extractors decision decides whose tag rows feed the vocabulary; none in effect means
+    all of them."""
+    slots = matrix.slots if rows is None else matrix.slots[rows]
     if state.extractors is None or matrix.slot_extractors is None:
-        return matrix.slots
+        return slots
     allowed = 0
     for bit, name in enumerate(matrix.extractors):
         if name in state.extractors:
             allowed |= 1 << bit
-    return np.where((matrix.slot_extractors & allowed) != 0, matrix.slots, -1).astype(matrix.slots.dtype)
+    masks = matrix.slot_extractors if rows is None else matrix.slot_extractors[rows]
+    return np.where((masks & allowed) != 0, slots, -1).astype(matrix.slots.dtype)
 
 
 def _text_ranks(texts: list[str]) -> np.ndarray:
@@ -472,14 +475,6 @@ def _fit(counts: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _used_rows(matrix: TagMatrix, state: CurationState, rows: np.ndarray) -> np.ndarray:
-    """used_slots for some rows only."""
-    if state.extractors is None or matrix.slot_extractors is None:
-        return matrix.slots[rows]
-    allowed = sum(1 << bit for bit, name in enumerate(matrix.extractors) if name in state.extractors)
-    return np.where((matrix.slot_extractors[rows] & allowed) != 0, matrix.slots[rows], -1).astype(matrix.slots.dtype)
-
-
 def _full_tally(matrix: TagMatrix, state: CurationState, rank_by: str, names: _TagNames) -> _Tally:
     mapping = _mapping(names, state)
     edits = _edits_by_row(matrix, names, state)
@@ -540,7 +535,7 @@ def _updated_tally(old: _Tally, matrix: TagMatrix, state: CurationState, names: 
     if len(touched) > limit * matrix.n_clips:
         return None
     edits = _edits_by_row(matrix, names, state, rows=set(touched.tolist()))
-    new_sets = _canonical_rows(_used_rows(matrix, state, touched), mapping, edits, touched)
+    new_sets = _canonical_rows(used_slots(matrix, state, touched), mapping, edits, touched)
     n_ids = len(names)  # edits may intern added tags
     old_df = _fit(old.df, (n_ids,))
     old_sets = old.rows.take(touched)
