@@ -1,17 +1,23 @@
 """Ingest: any supported manifest or audio folder -> clips, captions, interned tags and clip-tag rows in DuckDB.
 
 Place in the flow: manifest -> ingest (this module) -> extract/caption, decide, vocabulary, export.
-One file is one transaction: with ``on_bad_row="raise"`` (default) the first bad row aborts the ingest and
-nothing from the file is written; with ``"skip"`` every bad row is left out, counted and stored with its
-reason. Missing or unreadable audio never stops an ingest; it is counted and listed.
+With ``on_bad_row="raise"`` (default) the first bad row aborts the ingest and nothing from the file stays in the
+store; with ``"skip"`` every bad row is left out, counted and stored with its reason. Missing or unreadable audio
+never stops an ingest; it is counted and listed.
 
-Streaming: the file is read and written in chunks of ``chunk_rows`` rows, inside that one transaction, so that
-memory holds one chunk whatever the file size (peak ~2-3 GB for UTS-layout rows of 2.7 KB at the default 50,000;
-DuckDB's own memory is capped at ``INGEST_DUCKDB_MEMORY`` for the ingest, beyond which it spills to its temp
-folder beside the database). A bad row in a later chunk (raise mode) rolls every earlier chunk back: the store is
-as it was. Each chunk is parsed on a second connection of the same database, outside the transaction, first by
-DuckDB's JSON parser (fast path) and, if that finds anything wrong, by the exact Python reader for that chunk only,
-which names file, line and field. Ids are checked for duplicates across chunks.
+Streaming: the file is read and written in chunks of ``chunk_rows`` rows, each chunk in its own transaction, so
+that memory holds one chunk whatever the file size (an open transaction keeps what it wrote in memory until its
+commit: one transaction over a 4M-clip file held 15 GB). The ingest is recorded as unfinished (``ingests.finished_at``
+NULL, ``lines_done`` its progress) until its last commit; any failure (a bad row in chunk 3, a damaged gzip
+stream, a full disk, Ctrl-C) undoes everything it committed (``undo_ingest``: its new clips go, clips it
+re-ingested get their earlier rows back from ``ingest_replaced_*``, tags only it used go). A killed process cannot
+undo itself: the next ingest into the database does (``undo_stopped_ingests``), and says so in its notes.
+Meanwhile other readers see the clips of the committed chunks. DuckDB's own memory is capped at
+``INGEST_DUCKDB_MEMORY`` for the ingest, beyond which it spills to its temp folder beside the database. Each chunk
+is parsed on a second connection of the same database, outside the write transactions, first by DuckDB's JSON
+parser (fast path) and, if that finds anything wrong, by the exact Python reader for that chunk only, which names
+file, line and field. Ids are checked for duplicates across chunks. The caption index of the new clips is written
+after the chunks, 60,000 clips per transaction, before the ingest reports success.
 
 Example::
 
@@ -24,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,8 +98,8 @@ def ingest_path(con: duckdb.DuckDBPyConnection, path: Path | str, *, audio_root:
                 on_bad_row: str = "raise", extractor: str = DEFAULT_EXTRACTOR,
                 captioner: str = DEFAULT_CAPTIONER, audio_pattern: str | None = None,
                 probe_audio: bool = True, chunk_rows: int = manifest.DEFAULT_CHUNK_ROWS) -> IngestSummary:
-    """Ingest one manifest file or audio folder in one transaction, ``chunk_rows`` rows at a time; see the module
-    docstring.
+    """Ingest one manifest file or audio folder, ``chunk_rows`` rows per transaction, all or nothing (see the module
+    docstring).
 
     ``audio_pattern`` finds the audio of clips whose source names a dataset (the UTS release writes "audioset"
     where a path belongs): a template with {root}, {source}, {id} and optionally {ext}; by default
@@ -112,30 +120,55 @@ def ingest_path(con: duckdb.DuckDBPyConnection, path: Path | str, *, audio_root:
     base = path if fmt == "audio_folder" else (audio_root or path.parent)
     run = _Run(path=path, fmt=fmt, on_bad_row=on_bad_row, extractor=extractor, captioner=captioner, base=base,
                audio_root=audio_root, audio_pattern=audio_pattern, probe_audio=probe_audio)
-    stage = con.cursor()  # parses and stages chunks outside the write transaction (its temp tables are its own)
+    undone = undo_stopped_ingests(con)
+    for stopped in undone:
+        run.notes.add("stopped_ingests_undone", f"ingest {stopped.ingest_id} of {stopped.path}: stopped after "
+                                                 f"{stopped.lines_done:,} lines, {stopped.clips:,} clips removed")
+    with store.transaction(con):
+        ingest_id = store_ingest.begin_ingest(con, str(path), fmt, on_bad_row, audio_root=str(base))
+        _set_running(con, ingest_id, True)  # before the commit makes it visible: never taken for a stopped one
+    stage = con.cursor()  # parses and stages chunks outside the write transactions (its temp tables are its own)
     try:
         with _duckdb_memory_capped(con, INGEST_DUCKDB_MEMORY):
             store_ingest.start_file_tables(stage)
-            with store.transaction(con):
-                ingest_id = store_ingest.begin_ingest(con, str(path), fmt, on_bad_row, audio_root=str(base))
-                chunks = _chunks(stage, path, fmt, chunk_rows, run.notes)
-                while True:
-                    with run.timed("read"):
-                        chunk = next(chunks, None)
-                    if chunk is None:
-                        break
+            chunks = _chunks(stage, path, fmt, chunk_rows, run.notes)
+            while True:
+                with run.timed("read"):
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                # One transaction per chunk: an open transaction keeps every row and temp table it wrote in
+                # memory until its commit (~15 GB for 4M clips). The ingest stays unfinished (finished_at
+                # NULL) until its last commit; any failure undoes what it committed (undo_ingest).
+                with store.transaction(con):
                     run.ingest_chunk(con, stage, ingest_id, chunk)
-                with run.timed("index"):
-                    distinct_tags = store_ingest.ingest_distinct_tags(con, ingest_id, extractor)
-                    text_index.index_ingest(con, ingest_id)  # searchable at once, in the same transaction
+                    store_ingest.record_progress(con, ingest_id, run.last_line)
+            with run.timed("index"):
+                keys = store_ingest.ingest_clip_keys(con, ingest_id)
+                for start in range(0, len(keys), INDEX_BATCH_CLIPS):
+                    with store.transaction(con):  # searchable before the ingest reports success
+                        text_index.index_clips(con, keys[start:start + INDEX_BATCH_CLIPS])
+            with store.transaction(con):
+                distinct_tags = store_ingest.ingest_distinct_tags(con, ingest_id, extractor)
                 run.note_respellings(stage)
                 store_ingest.record_notes(con, ingest_id, run.notes.rows())
                 counts = store_ingest.StagedCounts(run.clips, run.captions, run.tag_rows, distinct_tags)
                 seconds = time.perf_counter() - started
-                store_ingest.finish_ingest(con, ingest_id, counts, run.skipped_rows, run.missing_audio, seconds)
+                store_ingest.finish_ingest(con, ingest_id, counts, run.skipped_rows, run.missing_audio,
+                                           seconds)
                 commit_started = time.perf_counter()
             run.phases["commit"] = time.perf_counter() - commit_started
+    except BaseException as failure:
+        # A bad row (raise mode), a damaged file, a full disk, Ctrl-C: the store goes back to what it was.
+        # (A killed process cannot do this: the next ingest into this database does it, undo_stopped_ingests.)
+        try:
+            undo_ingest(con, ingest_id)
+        except Exception as undo_failure:  # the first error is what the user must see; say what is left
+            failure.add_note(f"undoing ingest {ingest_id} failed too ({undo_failure}); the next ingest into "
+                             "this database undoes it")
+        raise
     finally:
+        _set_running(con, ingest_id, False)
         stage.close()
     return IngestSummary(
         ingest_id=ingest_id, path=str(path), format=fmt, clips=counts.clips, captions=counts.captions,
@@ -143,6 +176,71 @@ def ingest_path(con: duckdb.DuckDBPyConnection, path: Path | str, *, audio_root:
         missing_audio=run.missing_audio, seconds=seconds, fast_path=run.fast_chunks > 0 and not run.exact_chunks,
         missing_audio_examples=tuple(run.missing_examples), skipped_examples=tuple(run.skipped_examples),
         notes=run.notes.as_dict(), phases={step: round(value, 2) for step, value in run.phases.items()})
+
+
+# Clips whose captions are indexed per transaction after the chunks are written (the index's own batch size).
+INDEX_BATCH_CLIPS = 60_000
+UNDO_BATCH_CLIPS = 200_000
+
+# Ingests running now in this process, by database file. DuckDB lets one process at a time write a database file,
+# so an unfinished ingest of a database this process holds that is not listed here was stopped (killed, or the
+# machine went down) and will never finish.
+_RUNNING: dict[str, set[int]] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def _database_key(con: duckdb.DuckDBPyConnection) -> str:
+    path = store.database_path(con)
+    return str(path) if path is not None else f"memory:{id(con)}"
+
+
+def _set_running(con: duckdb.DuckDBPyConnection, ingest_id: int, running: bool) -> None:
+    with _RUNNING_LOCK:
+        ids = _RUNNING.setdefault(_database_key(con), set())
+        ids.add(ingest_id) if running else ids.discard(ingest_id)
+
+
+@dataclass(frozen=True)
+class UndoneIngest:
+    ingest_id: int
+    path: str
+    lines_done: int  # manifest lines it had committed when it stopped
+    clips: int  # clips removed (new ones) or given back their earlier rows (re-ingested ones)
+    restored: int  # of those, re-ingested clips given back their earlier rows
+    tags_removed: int  # tags it had created that nothing uses any more
+    seconds: float
+
+
+def undo_ingest(con: duckdb.DuckDBPyConnection, ingest_id: int) -> UndoneIngest:
+    """Take an unfinished ingest back out of the store: its new clips with everything naming them, the earlier
+    rows of the clips it re-ingested, its tags that nothing else uses, its records. Batch by batch, each batch in
+    its own transaction (memory stays bounded at 4M clips); stopped half-way, running it again finishes it."""
+    started = time.perf_counter()
+    info = {u.ingest_id: u for u in store_ingest.unfinished_ingests(con)}.get(ingest_id)
+    if info is None:
+        raise UsageError(f"ingest {ingest_id}: not an unfinished ingest of this database (a finished ingest is "
+                         "undone by ingesting the earlier manifest again, or from a backup)")
+    keys = store_ingest.ingest_clip_keys(con, ingest_id)
+    replaced = store_ingest.replaced_clip_keys(con, ingest_id)
+    restored = 0
+    for start in range(0, len(keys), UNDO_BATCH_CLIPS):
+        with store.transaction(con):
+            back = store_ingest.undo_ingest_batch(con, ingest_id, keys[start:start + UNDO_BATCH_CLIPS], replaced)
+            if len(back):
+                text_index.index_clips(con, back)  # their earlier captions become searchable again
+            restored += len(back)
+    with store.transaction(con):
+        tags_removed = store_ingest.forget_ingest(con, ingest_id)
+    return UndoneIngest(ingest_id=ingest_id, path=info.path, lines_done=info.lines_done, clips=len(keys),
+                        restored=restored, tags_removed=tags_removed, seconds=time.perf_counter() - started)
+
+
+def undo_stopped_ingests(con: duckdb.DuckDBPyConnection) -> list[UndoneIngest]:
+    """Undo every unfinished ingest of this database that is not running in this process (its process stopped)."""
+    with _RUNNING_LOCK:
+        running = set(_RUNNING.get(_database_key(con), set()))
+    return [undo_ingest(con, stopped.ingest_id) for stopped in store_ingest.unfinished_ingests(con)
+            if stopped.ingest_id not in running]
 
 
 # DuckDB's memory during an ingest (its buffer pool, the staging tables, the uncommitted rows, the text index's
@@ -154,12 +252,17 @@ _UNITS = {"b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**1
           "gib": 2**30, "tib": 2**40}
 
 
+_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*")
+
+
 def _bytes_of(setting: str) -> float:
-    number, _, unit = setting.strip().partition(" ")
-    try:
-        return float(number) * _UNITS.get(unit.strip().lower() or "b", 1)
-    except ValueError:
+    """Bytes of a DuckDB size setting, with or without a space: '18.8 GiB', '1GiB', '500MB' (inf if unreadable).
+
+    (The first version split on a space only, read '1GiB' as unreadable, and so never applied the cap.)"""
+    found = _SIZE.fullmatch(setting)
+    if found is None or found.group(2).lower() not in _UNITS and found.group(2):
         return float("inf")
+    return float(found.group(1)) * _UNITS.get(found.group(2).lower() or "b", 1)
 
 
 class _duckdb_memory_capped:
@@ -169,17 +272,23 @@ class _duckdb_memory_capped:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, limit: str) -> None:
         self.con, self.limit, self.previous, self.previous_purge = con, limit, None, None
+        self.reset = False
 
     def __enter__(self) -> None:
         current = store_ingest.memory_limit(self.con)
         if _bytes_of(current) > _bytes_of(self.limit):
-            self.previous = current
+            # DuckDB reports the limit rounded ('18.8 GiB'): setting that text back would not give the same
+            # limit, so a limit that is DuckDB's default is restored by RESET.
+            self.previous = None if current == store_ingest.default_memory_limit(self.con) else current
+            self.reset = self.previous is None
             store_ingest.set_memory_limit(self.con, self.limit)
         self.previous_purge = store_ingest.allocator_background_threads(self.con, True)
 
     def __exit__(self, *exc) -> None:
         if self.previous is not None:
             store_ingest.set_memory_limit(self.con, self.previous)
+        elif self.reset:
+            store_ingest.reset_memory_limit(self.con)
         if self.previous_purge is not None:
             store_ingest.allocator_background_threads(self.con, self.previous_purge)
 
@@ -205,6 +314,7 @@ class _Run:
     missing_audio: int = 0
     fast_chunks: int = 0
     exact_chunks: int = 0
+    last_line: int = 0  # the last manifest line of the chunks read so far
     skipped_examples: list[str] = field(default_factory=list)
     missing_examples: list[str] = field(default_factory=list)
     normalised: dict[str, str] = field(default_factory=dict)  # raw spelling -> normalize_tag (a bounded cache)
@@ -220,7 +330,11 @@ class _Run:
 
     def ingest_chunk(self, con: duckdb.DuckDBPyConnection, stage: duckdb.DuckDBPyConnection, ingest_id: int,
                      chunk: manifest.LineChunk | list) -> None:
-        """Stage, check, resolve and write one chunk (inside the ingest's transaction on ``con``)."""
+        """Stage, check, resolve and write one chunk (inside the chunk's transaction on ``con``)."""
+        if isinstance(chunk, manifest.LineChunk):
+            self.last_line = chunk.first_line + chunk.n_lines - 1
+        elif chunk:
+            self.last_line = chunk[-1][0]
         bad_rows: list[ManifestError] = []
         try:
             with self.timed("parse"):
@@ -398,6 +512,8 @@ _NOTE_MESSAGES = {
     "folder_files_skipped": "{n:,} files in the folder are not audio of a readable kind "
                             f"({', '.join(manifest.AUDIO_SUFFIXES)}) and were skipped",
     "not_probed": "{n:,} clips' audio headers were not read (--no-probe): durations are as declared",
+    "stopped_ingests_undone": "{n:,} unfinished ingest(s) of a stopped process were undone first (the store "
+                              "went back to what it was before them)",
     "no_duration": "{n:,} clips have no duration (no readable audio and none declared): export skips them "
                    "until `probe-audio` reads their files",
 }

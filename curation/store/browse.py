@@ -86,7 +86,12 @@ def replace_postings(con: duckdb.DuckDBPyConnection, stop_words: Sequence[str], 
         con.execute(f"CREATE OR REPLACE TEMP TABLE {_SCOPE_TABLE} AS "
                     "SELECT clip_key FROM clips WHERE ingest_id = ?", [ingest_id])
     if scoped:
-        con.execute(f"DELETE FROM caption_postings WHERE clip_key IN (SELECT clip_key FROM {_SCOPE_TABLE})")
+        # The scope's key range first: DuckDB then skips the row groups of other clips (zonemaps) instead of
+        # semi-joining all postings (1.6B at 4M clips) with the scope, which matters when an ingest indexes its
+        # new clips batch by batch.
+        low, high = con.execute(f"SELECT min(clip_key), max(clip_key) FROM {_SCOPE_TABLE}").fetchall()[0]
+        con.execute(f"""DELETE FROM caption_postings WHERE clip_key BETWEEN ? AND ?
+                          AND clip_key IN (SELECT clip_key FROM {_SCOPE_TABLE})""", [low, high])
         keys_sql = f"SELECT clip_key FROM {_SCOPE_TABLE}"
     else:
         con.execute("DELETE FROM caption_postings")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 from curation.errors import ManifestError
 from curation.store.schema import now_utc
@@ -309,6 +310,20 @@ def set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
     con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
 
 
+def default_memory_limit(con: duckdb.DuckDBPyConnection) -> str:
+    """DuckDB's default memory_limit on this machine, as it reports it (the setting is left as it was)."""
+    current = memory_limit(con)
+    con.execute("RESET memory_limit")
+    default = memory_limit(con)
+    if default != current:
+        con.execute(f"SET memory_limit = '{current}'")
+    return default
+
+
+def reset_memory_limit(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("RESET memory_limit")
+
+
 def allocator_background_threads(con: duckdb.DuckDBPyConnection, enabled: bool) -> bool:
     """Set DuckDB's allocator_background_threads; returns the value it had."""
     before = con.execute("SELECT current_setting('allocator_background_threads')").fetchall()[0][0]
@@ -318,10 +333,117 @@ def allocator_background_threads(con: duckdb.DuckDBPyConnection, enabled: bool) 
 
 def begin_ingest(con: duckdb.DuckDBPyConnection, path: str, fmt: str, on_bad_row: str,
                  audio_root: str | None = None) -> int:
+    """Record a new, unfinished ingest (finished_at NULL, no line done yet) and return its id."""
     ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchall()[0][0]
-    con.execute("INSERT INTO ingests (ingest_id, path, format, on_bad_row, started_at, audio_root) "
-                "VALUES (?, ?, ?, ?, ?, ?)", [ingest_id, path, fmt, on_bad_row, now_utc(), audio_root])
+    con.execute("INSERT INTO ingests (ingest_id, path, format, on_bad_row, started_at, audio_root, lines_done, "
+                "tag_id_before) VALUES (?, ?, ?, ?, ?, ?, 0, (SELECT coalesce(max(tag_id), 0) FROM tags))",
+                [ingest_id, path, fmt, on_bad_row, now_utc(), audio_root])
     return ingest_id
+
+
+def record_progress(con: duckdb.DuckDBPyConnection, ingest_id: int, lines_done: int) -> None:
+    """The manifest lines this ingest has committed (call in the transaction that writes them)."""
+    con.execute("UPDATE ingests SET lines_done = ? WHERE ingest_id = ?", [int(lines_done), ingest_id])
+
+
+@dataclass(frozen=True)
+class UnfinishedIngest:
+    ingest_id: int
+    path: str
+    lines_done: int
+    started_at: object
+
+
+def unfinished_ingests(con: duckdb.DuckDBPyConnection) -> list[UnfinishedIngest]:
+    """Ingests that began and never finished (their process stopped, or one is running now)."""
+    return [UnfinishedIngest(*row) for row in con.execute(
+        "SELECT ingest_id, path, coalesce(lines_done, 0), started_at FROM ingests WHERE finished_at IS NULL "
+        "ORDER BY ingest_id").fetchall()]
+
+
+def ingest_clip_keys(con: duckdb.DuckDBPyConnection, ingest_id: int) -> np.ndarray:
+    """Sorted keys of the clips an ingest wrote (new ones and the ones it re-ingested)."""
+    keys = con.execute("SELECT clip_key FROM clips WHERE ingest_id = ? ORDER BY clip_key",
+                       [ingest_id]).fetchnumpy()["clip_key"]
+    return np.asarray(keys, dtype=np.int64)
+
+
+def replaced_clip_keys(con: duckdb.DuckDBPyConnection, ingest_id: int) -> np.ndarray:
+    keys = con.execute("SELECT clip_key FROM ingest_replaced_clips WHERE replaced_by = ? ORDER BY clip_key",
+                       [ingest_id]).fetchnumpy()["clip_key"]
+    return np.asarray(keys, dtype=np.int64)
+
+
+def _restorable_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """Columns of ``table`` that an undo copies back (all but the keys that identify the row)."""
+    return [row[0] for row in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND NOT internal "
+        "AND table_name = ? AND column_name NOT IN ('clip_key', 'clip_id') ORDER BY column_index",
+        [table]).fetchall()]
+
+
+def undo_ingest_batch(con: duckdb.DuckDBPyConnection, ingest_id: int, keys: np.ndarray,
+                      replaced: np.ndarray) -> np.ndarray:
+    """Undo an unfinished ingest for the clips ``keys`` (sorted; ``replaced``: those of them it re-ingested).
+
+    New clips go with every row that names them (captions, tag rows, postings, extraction attempts); a
+    re-ingested clip gets back its earlier row, captions and tag rows. Call inside a transaction, once per batch;
+    returns the restored keys, whose captions the caller reindexes in the same transaction. Running it again on
+    the same batch changes nothing more.
+    """
+    if not len(keys):
+        return replaced[:0]
+    low, high = int(keys[0]), int(keys[-1])
+    undo_keys = pa_keys(keys)  # noqa: F841 -- the names the SQL reads
+    undo_replaced = pa_keys(replaced[(replaced >= low) & (replaced <= high)])  # noqa: F841
+    # The key range lets DuckDB skip the row groups of other clips (zonemaps) before the semi-join.
+    con.execute("DELETE FROM caption_postings WHERE clip_key BETWEEN ? AND ? "
+                "AND clip_key IN (SELECT clip_key FROM undo_keys)", [low, high])
+    con.execute("""DELETE FROM captions WHERE clip_key BETWEEN ? AND ? AND clip_key IN (SELECT clip_key FROM undo_keys)
+                   AND (ingest_id = ? OR clip_key NOT IN (SELECT clip_key FROM undo_replaced))""",
+                [low, high, ingest_id])
+    con.execute("""DELETE FROM clip_tags WHERE clip_key BETWEEN ? AND ? AND clip_key IN (SELECT clip_key FROM undo_keys)
+                   AND (ingest_id = ? OR clip_key NOT IN (SELECT clip_key FROM undo_replaced))""",
+                [low, high, ingest_id])
+    con.execute("""DELETE FROM extraction_attempts WHERE clip_key IN (SELECT clip_key FROM undo_keys)
+                   AND clip_key NOT IN (SELECT clip_key FROM undo_replaced)""")
+    con.execute("""DELETE FROM clips WHERE clip_key IN (SELECT clip_key FROM undo_keys)
+                   AND clip_key NOT IN (SELECT clip_key FROM undo_replaced)""")
+    for table in ("captions", "clip_tags"):
+        con.execute(f"""INSERT INTO {table} BY NAME SELECT * EXCLUDE (replaced_by) FROM ingest_replaced_{table}
+                        WHERE replaced_by = ? AND clip_key IN (SELECT clip_key FROM undo_replaced)""", [ingest_id])
+    # An UPDATE, not a delete and insert: the clip keeps its key and id (both indexed) and gets its old values.
+    columns = _restorable_columns(con, "clips")
+    con.execute(f"""UPDATE clips SET {', '.join(f'{c} = r.{c}' for c in columns)}
+                    FROM (SELECT * FROM ingest_replaced_clips WHERE replaced_by = ?) r
+                    WHERE clips.clip_key = r.clip_key AND clips.clip_key IN (SELECT clip_key FROM undo_replaced)""",
+                [ingest_id])
+    for table in ("clips", "captions", "clip_tags"):
+        con.execute(f"DELETE FROM ingest_replaced_{table} WHERE replaced_by = ? "
+                    "AND clip_key IN (SELECT clip_key FROM undo_replaced)", [ingest_id])
+    return replaced[(replaced >= low) & (replaced <= high)]
+
+
+def forget_ingest(con: duckdb.DuckDBPyConnection, ingest_id: int) -> int:
+    """Last step of an undo (inside a transaction): the ingest's own records and the tags it created that no
+    tag row uses any more; returns how many tags were removed."""
+    removed = con.execute("""DELETE FROM tags WHERE tag_id > (SELECT coalesce(tag_id_before, 0) FROM ingests
+                                                              WHERE ingest_id = ?)
+                             AND NOT EXISTS (SELECT 1 FROM clip_tags ct WHERE ct.tag_id = tags.tag_id)""",
+                          [ingest_id]).fetchall()[0][0]
+    for table in ("ingest_bad_rows", "ingest_missing_audio", "ingest_notes"):
+        con.execute(f"DELETE FROM {table} WHERE ingest_id = ?", [ingest_id])
+    for table in ("clips", "captions", "clip_tags"):
+        con.execute(f"DELETE FROM ingest_replaced_{table} WHERE replaced_by = ?", [ingest_id])
+    con.execute("DELETE FROM ingests WHERE ingest_id = ?", [ingest_id])
+    return removed
+
+
+def pa_keys(keys: np.ndarray):
+    """Clip keys as an arrow table with one column, clip_key (for SQL that reads a Python variable by name)."""
+    import pyarrow as pa
+
+    return pa.table({"clip_key": np.asarray(keys, dtype=np.int32)})
 
 
 def ingest_audio_roots(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -348,12 +470,14 @@ def write_chunk(con: duckdb.DuckDBPyConnection, ingest_id: int, chunk, extractor
     (``ingest_distinct_tags``).
     """
     staged_chunk = chunk  # noqa: F841 -- the name the SQL below reads
-    updated = con.execute("""
+    updated = _keep_replaced_rows(con, ingest_id, chunk, extractor)
+    if updated:
+        con.execute("""
         UPDATE clips SET source = s.source, domain = s.domain, audio_path = s.audio_path, audio_ok = s.audio_ok,
                duration_s = s.duration_s, sample_rate_hz = s.sample_rate_hz, ingest_id = ?,
                num_channels = s.num_channels, num_frames = s.num_frames, audio_format = s.audio_format,
                probed_at = s.probed_at, start_s = s.start_s, cut_channels = s.cut_channels
-        FROM staged_chunk s WHERE clips.clip_id = s.clip_id""", [ingest_id]).fetchall()[0][0]
+        FROM staged_chunk s WHERE clips.clip_id = s.clip_id""", [ingest_id]).fetchall()
     con.execute("""
         INSERT INTO clips (clip_key, clip_id, source, domain, audio_path, audio_ok, duration_s, sample_rate_hz,
                            ingest_id, num_channels, num_frames, audio_format, probed_at, start_s, cut_channels)
@@ -405,6 +529,27 @@ def write_chunk(con: duckdb.DuckDBPyConnection, ingest_id: int, chunk, extractor
     return StagedCounts(clips=chunk.num_rows, captions=captions, tag_rows=tag_rows, distinct_tags=0)
 
 
+def _keep_replaced_rows(con: duckdb.DuckDBPyConnection, ingest_id: int, chunk, extractor: str) -> int:
+    """Copy the rows of the chunk's clips that are already stored (a re-ingest) before they are replaced: what
+    they looked like goes back if the ingest is undone. Returns how many stored clips the chunk holds."""
+    staged_chunk = chunk  # noqa: F841 -- the name the SQL reads
+    existing = con.execute("SELECT c.clip_key FROM clips c JOIN staged_chunk s USING (clip_id)").fetchnumpy()
+    if not len(existing["clip_key"]):
+        return 0
+    replaced_keys = pa_keys(existing["clip_key"])  # noqa: F841 -- the name the SQL reads
+    con.execute("""INSERT INTO ingest_replaced_clips BY NAME SELECT ? AS replaced_by, c.* FROM clips c
+                   WHERE c.clip_key IN (SELECT clip_key FROM replaced_keys)""", [ingest_id])
+    # Exactly the rows write_chunk deletes below: original captions, this file's captioners, this extractor.
+    con.execute("""INSERT INTO ingest_replaced_captions BY NAME SELECT ? AS replaced_by, g.* FROM captions g
+                   WHERE g.clip_key IN (SELECT clip_key FROM replaced_keys)
+                     AND (g.kind = 'original' OR g.captioner IN (SELECT DISTINCT captioner FROM staged_chunk))""",
+                [ingest_id])
+    con.execute("""INSERT INTO ingest_replaced_clip_tags BY NAME SELECT ? AS replaced_by, ct.* FROM clip_tags ct
+                   WHERE ct.clip_key IN (SELECT clip_key FROM replaced_keys) AND ct.extractor = ?""",
+                [ingest_id, extractor])
+    return len(existing["clip_key"])
+
+
 def ingest_distinct_tags(con: duckdb.DuckDBPyConnection, ingest_id: int, extractor: str) -> int:
     return con.execute("SELECT count(DISTINCT tag_id) FROM clip_tags WHERE ingest_id = ? AND extractor = ?",
                        [ingest_id, extractor]).fetchall()[0][0]
@@ -453,11 +598,14 @@ def record_missing_audio(con: duckdb.DuckDBPyConnection, ingest_id: int, arrow_t
 
 def finish_ingest(con: duckdb.DuckDBPyConnection, ingest_id: int, counts: StagedCounts, skipped_rows: int,
                   missing_audio: int, seconds: float) -> None:
+    """Mark the ingest finished (its last commit); the rows it replaced are no longer needed for an undo."""
     con.execute("""
         UPDATE ingests SET finished_at = ?, clips = ?, captions = ?, tag_rows = ?, distinct_tags = ?,
                skipped_rows = ?, missing_audio = ?, seconds = ? WHERE ingest_id = ?""",
                 [now_utc(), counts.clips, counts.captions, counts.tag_rows, counts.distinct_tags, skipped_rows,
                  missing_audio, seconds, ingest_id])
+    for table in ("clips", "captions", "clip_tags"):
+        con.execute(f"DELETE FROM ingest_replaced_{table} WHERE replaced_by = ?", [ingest_id])
 
 
 

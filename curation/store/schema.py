@@ -224,6 +224,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         # JSON list, one object per server: url, state, answered, errors, mean_ms, drops, rejoins, reason.
         "ALTER TABLE extraction_jobs ADD COLUMN servers JSON",
     )),
+    Migration(18, "ingests committed chunk by chunk: progress, and the rows a re-ingest replaced (kept for undo)", (
+        # An ingest commits every chunk (one open transaction over a 4M-clip file held ~15 GB); finished_at stays
+        # NULL until its last commit. lines_done: the manifest lines committed so far; tag_id_before: max(tag_id)
+        # when it began, so that an undo removes the tags it created and nothing else.
+        "ALTER TABLE ingests ADD COLUMN lines_done BIGINT",
+        "ALTER TABLE ingests ADD COLUMN tag_id_before INTEGER",
+        # A clip that an unfinished ingest re-ingested keeps its earlier rows here until the ingest finishes (then
+        # they are dropped) or is undone (then they go back). Same columns as clips / captions / clip_tags plus
+        # the ingest that replaced them; a later migration adding a column to those tables adds it here too.
+        "CREATE TABLE ingest_replaced_clips AS SELECT CAST(NULL AS INTEGER) AS replaced_by, * FROM clips LIMIT 0",
+        "CREATE TABLE ingest_replaced_captions AS "
+        "SELECT CAST(NULL AS INTEGER) AS replaced_by, * FROM captions LIMIT 0",
+        "CREATE TABLE ingest_replaced_clip_tags AS "
+        "SELECT CAST(NULL AS INTEGER) AS replaced_by, * FROM clip_tags LIMIT 0",
+    )),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -186,11 +186,23 @@ def test_fast_and_exact_chunks_write_the_same_rows_for_unusual_records(tmp_path,
     assert _store_by_natural_keys(fast) == _store_by_natural_keys(exact)
 
 
-def test_the_fast_path_takes_plain_uts_chunks_and_the_memory_cap_is_restored(con, tmp_path):
+def test_the_fast_path_takes_plain_uts_chunks_and_the_memory_cap_is_restored(con, tmp_path, monkeypatch):
+    from curation.store import ingest as store_ingest
+
     limit = con.execute("SELECT current_setting('memory_limit')").fetchall()
+    during = []
+    real = store_ingest.record_progress
+
+    def progress_seen_with_the_limit(c, ingest_id, lines):
+        during.append(c.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+        real(c, ingest_id, lines)
+
+    monkeypatch.setattr(store_ingest, "record_progress", progress_seen_with_the_limit)
     summary = ingest_path(con, write_jsonl(tmp_path / "cuts.jsonl", [make_cut(f"c{i}") for i in range(9)]),
                           chunk_rows=4)
     assert summary.fast_path and summary.clips == 9
+    # Capped while the chunks are written (DuckDB reports "1.0 GiB" for INGEST_DUCKDB_MEMORY), restored after.
+    assert during == ["1.0 GiB"] * 3
     assert con.execute("SELECT current_setting('memory_limit')").fetchall() == limit
     with pytest.raises(UsageError, match="chunk_rows"):
         ingest_path(con, tmp_path / "cuts.jsonl", chunk_rows=0)
@@ -209,3 +221,98 @@ def test_line_chunks_cover_every_line_once(tmp_path):
         assert all(chunk.n_lines <= chunk_rows for chunk in chunks)
         table = chunks[-1].lines_table()
         assert table.column("line").to_pylist()[-1] == 23 and not chunks[-1].damaged
+
+
+# ------------------------------------------------------------------ chunk commits: undo after a failure or a kill
+
+_KILL_AT_CHUNK = """
+import os, signal, sys
+from curation import store
+from curation.ingest import ingest as ingest_module
+
+real = ingest_module._Run.ingest_chunk
+calls = []
+
+def killed_at_third(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:  # two chunks are committed; the process dies inside the third
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, *args, **kwargs)
+
+ingest_module._Run.ingest_chunk = killed_at_third
+con = store.connect(sys.argv[1])
+ingest_module.ingest_path(con, sys.argv[2], chunk_rows=3)
+"""
+
+
+def _postings_by_clip(con) -> list:
+    return con.execute("""SELECT c.clip_id, t.term FROM caption_postings p JOIN caption_terms t USING (term_id)
+                          JOIN clips c USING (clip_key) ORDER BY ALL""").fetchall()
+
+
+def test_a_killed_ingest_is_undone_by_the_next_one(db_path, tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import PROJECT
+
+    from curation.store import ingest as store_ingest
+
+    con = store.connect(db_path)
+    ingest_path(con, write_jsonl(tmp_path / "first.jsonl", [make_cut("kept-1"), make_cut("kept-2", tags=("rain",))]))
+    before, postings_before = table_snapshot(con), _postings_by_clip(con)
+    con.close()
+    cuts = [make_cut(f"c{i}", tags=(f"new{i}",), caption=f"Killed caption {i}.") for i in range(12)]
+    child = subprocess.run([sys.executable, "-c", _KILL_AT_CHUNK, str(db_path),
+                            str(write_jsonl(tmp_path / "cuts.jsonl", cuts))], cwd=PROJECT, capture_output=True)
+    assert child.returncode == -9, child.stderr.decode()[-2000:]
+
+    con = store.connect(db_path)
+    [stopped] = store_ingest.unfinished_ingests(con)
+    assert stopped.lines_done == 6  # chunks 1 and 2 were committed before the kill: the store holds them
+    assert con.execute("SELECT count(*) FROM clips").fetchall() == [(8,)]
+    summary = ingest_path(con, write_jsonl(tmp_path / "later.jsonl", [make_cut("later-1", tags=("wind",))]))
+    note = summary.notes["stopped_ingests_undone"]
+    assert note["n"] == 1 and "stopped after 6 lines, 6 clips removed" in note["examples"][0]
+    assert sorted(r[0] for r in con.execute("SELECT clip_id FROM clips").fetchall()) == ["kept-1", "kept-2", "later-1"]
+    assert con.execute("SELECT count(*) FROM tags WHERE tag LIKE 'new%'").fetchall() == [(0,)]
+    assert [row for row in _postings_by_clip(con) if row[0] != "later-1"] == postings_before
+    assert store_ingest.unfinished_ingests(con) == [] and summary.ingest_id == 2
+    # Undone means as it was: leaving out what the later ingest wrote, every table equals the snapshot.
+    assert _without_ingest(con, 2) == before
+    con.close()
+
+
+def _without_ingest(con, ingest_id: int) -> dict:
+    later = [row[0] for row in con.execute("SELECT clip_key FROM clips WHERE ingest_id = ?", [ingest_id]).fetchall()]
+    later_tags = [row[0] for row in con.execute(
+        "SELECT tag_id FROM clip_tags WHERE ingest_id = ? EXCEPT SELECT tag_id FROM clip_tags WHERE ingest_id <> ?",
+        [ingest_id, ingest_id]).fetchall()]
+    snapshot = table_snapshot(con)
+    positions = {"clips": 0, "captions": 0, "clip_tags": 0}
+    for table, column in positions.items():
+        snapshot[table] = [row for row in snapshot[table] if row[column] not in later]
+    snapshot["tags"] = [row for row in snapshot["tags"] if row[0] not in later_tags]
+    for table in ("ingests", "ingest_bad_rows", "ingest_missing_audio"):
+        snapshot[table] = [row for row in snapshot[table] if row[0] != ingest_id]
+    return snapshot
+
+
+def test_a_failed_reingest_gives_the_clips_back_their_earlier_rows(con, tmp_path):
+    from curation.ingest import text_index
+
+    first = [make_cut(f"c{i}", tags=(f"old{i}", "shared"), caption=f"An oldword caption {i}.",
+                      original=(f"old human {i}",)) for i in range(6)]
+    ingest_path(con, write_jsonl(tmp_path / "first.jsonl", first))
+    con.execute("INSERT INTO captions VALUES (1, 'generated', 'llm-x', 0, 'An llm caption.', NULL, NULL)")
+    text_index.index_captions(con, [1])  # a caption of another captioner, which the re-ingest must not touch
+    before, postings_before = table_snapshot(con), _postings_by_clip(con)
+    again = [make_cut(f"c{i}", tags=(f"fresh{i}",), caption=f"A newword caption {i}.") for i in range(9)]
+    again[7]["duration"] = -1  # line 8, chunk 3: chunks 1 and 2 re-ingested c0..c5, committed, then undone
+    with pytest.raises(ManifestError, match="duration"):
+        ingest_path(con, write_jsonl(tmp_path / "again.jsonl", again), chunk_rows=3)
+    assert table_snapshot(con) == before
+    assert _postings_by_clip(con) == postings_before
+    assert len(text_index.search(con, "oldword")) == 6 and len(text_index.search(con, "newword")) == 0
+    assert con.execute("SELECT count(*) FROM ingest_replaced_clips").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM tags WHERE tag LIKE 'fresh%'").fetchall() == [(0,)]
