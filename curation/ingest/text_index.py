@@ -131,8 +131,10 @@ def parse_query(con: duckdb.DuckDBPyConnection, text: str) -> TextQuery:
     return TextQuery(text=text, terms=tuple(dict.fromkeys(terms)), literals=tuple(dict.fromkeys(literals)))
 
 
-def candidate_clip_keys(con: duckdb.DuckDBPyConnection, query: TextQuery) -> np.ndarray | None:
-    """Sorted clip keys holding every term of the query (None when it has no term: every clip is a candidate).
+def candidate_clip_keys(con: duckdb.DuckDBPyConnection, query: TextQuery, *, low: int | None = None,
+                        high: int | None = None) -> np.ndarray | None:
+    """Sorted clip keys holding every term of the query (None when it has no term: every clip is a candidate),
+    only those with low <= clip_key <= high when given (a page reads a window of keys at a time).
 
     Literals are not checked here; ``search`` and ``browse`` check them on these candidates only.
     """
@@ -143,9 +145,12 @@ def candidate_clip_keys(con: duckdb.DuckDBPyConnection, query: TextQuery) -> np.
     if len(ids) == len(query.terms):
         # AND in numpy over sorted key arrays: ~5 ms per common term, where a SQL GROUP BY ... HAVING over three
         # terms found in every clip takes ~100 ms.
-        postings = sorted((store_browse.clips_with_term(con, term_id) for term_id in ids.values()), key=len)
+        postings = sorted((store_browse.clips_with_term(con, term_id, low=low, high=high)
+                           for term_id in ids.values()), key=len)
         keys = postings[0]
         for other in postings[1:]:
+            if not len(keys):
+                break
             keys = intersect_sorted(keys, other)
     if not len(keys) and store_browse.index_is_missing(con):
         raise TextIndexMissingError()

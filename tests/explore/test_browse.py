@@ -352,6 +352,31 @@ def test_literal_checks_read_candidates_chunk_by_chunk(corpus, monkeypatch):
             assert [row.clip_id for row in rows] == _reference(cuts, filters, view, state), (filters, limit)
 
 
+def test_text_pages_read_the_index_window_by_window(corpus, monkeypatch):
+    con, cuts, view, state = corpus
+    # Windows of 1, 2, 4... clip keys (at scale the first is 16,384), so that a page spans many windows, a rare
+    # word's matches lie windows apart, and the last window ends exactly at the last clip.
+    monkeypatch.setattr(browse, "_FIRST_WINDOW", 1)
+    monkeypatch.setattr(browse, "_WINDOW_GROWTH", 2)
+    windows = []
+    real = text_index.candidate_clip_keys
+    monkeypatch.setattr(text_index, "candidate_clip_keys",
+                        lambda c, q, low=None, high=None: windows.append((low, high)) or real(c, q, low=low, high=high))
+    for filters in (BrowseFilters(text="dog"), BrowseFilters(text="dog bark"), BrowseFilters(text="café"),
+                    BrowseFilters(text="zebra"), BrowseFilters(text='"dog bark"', sources=("mls", "audioset")),
+                    BrowseFilters(text="music", canonical_tags=("rain", "wind"), max_duration_s=9.0),
+                    BrowseFilters(text="rain", raw_tag="bark")):
+        for limit in (1, 3, 25):
+            windows.clear()
+            rows = _all_pages(con, filters, view, state, limit=limit)
+            assert [row.clip_id for row in rows] == _reference(cuts, filters, view, state), (filters, limit)
+            assert windows and all(low is not None and high >= low for low, high in windows)
+    # A page of a common word stops at the first windows that fill it: it never reads the whole index.
+    windows.clear()
+    page = browse_page(con, BrowseFilters(text="dog"), view=view, state=state, limit=1)
+    assert page.has_more and max(high for _low, high in windows) < 60
+
+
 def test_cursors_of_one_connection_browse_from_several_threads(corpus):
     con, cuts, view, state = corpus
     filters = [BrowseFilters(text="dog", sources=("mls", "audioset")), BrowseFilters(canonical_tags=("music",)),
