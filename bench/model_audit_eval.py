@@ -6,8 +6,10 @@ model-audit`` (k-fold out-of-sample scores + confident-learning suspects). Then,
 (``CAPTIONER_BIASES``; ``clip_truth`` says on which clips it fired), precision and recall of the ranking at N (N =
 the number of planted cases, where precision = recall) and of the flagged suspects, against a random order of the
 same candidates (``curation.audit.model_audit.evaluate_planted_biases``), for each setting of what the held-out
-heads see (the run's frozen encoder, label-free log-mel statistics, both; the log-mel moments alone or with their
-dynamics) and of how many cross-fits are averaged.
+heads see (the run's frozen encoder, label-free log-mel statistics, both; the log-mel moments alone, with their
+dynamics, or with dynamics and decay rates) and of how many cross-fits are averaged. A log-mel setting that the
+library's ``model-audit`` does not accept yet (``curation.audit.model_audit.FBANK_STATS``) is scored with
+``python -m training.oos_scores`` itself, the command ``model-audit`` runs, and its suspects counted the same way.
 
 Then the loop is closed once (``second_round``): the first run's merge evidence (``model-evidence``: tags the model
 cannot tell apart), accepted by a simulated curator where both tags are surface forms of one demo concept, then
@@ -51,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-second-round", action="store_true",
                         help="skip closing the loop (model merge evidence -> merges -> export, train, audit again)")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the per-bias tables as JSON")
-    parser.add_argument("--variants", default="both/dynamics/3,fbank/dynamics/3,encoder/-/3,"
-                                              "both/moments/1,fbank/moments/1,encoder/-/1",
+    parser.add_argument("--variants", default="both/decay/3,both/dynamics/3,fbank/decay/3,fbank/dynamics/3,"
+                                              "encoder/-/3,both/moments/1,fbank/moments/1",
                         help="comma-separated FEATURES/FBANK_STATS/REPEATS settings of model-audit to evaluate "
-                             "(the first is timed inside the whole loop); moments + 1 repeat = the first version")
+                             "(the first is timed inside the whole loop); moments + 1 repeat = the first version, "
+                             "dynamics + 3 repeats the second")
     args = parser.parse_args(argv)
     if args.work.exists() and any(args.work.iterdir()):
         sys.exit(f"{args.work} is not empty")
@@ -89,17 +92,12 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for i, variant in enumerate(variants):
-        kind, fbank_stats, repeats = variant.split("/")
-        fbank_stats = "dynamics" if fbank_stats in ("-", "") else fbank_stats
-        out = step(f"model-audit ({variant})", [py, "-m", "curation", "model-audit", "--db", str(db), "--run", "r1",
-                                                "--folds", str(args.folds), "--features", kind, "--fbank-stats",
-                                                fbank_stats, "--repeats", repeats, "--json"], timings, env)
+        n_suspects = audit_step(variant, "r1", run, db, args.folds, py, env, timings)
         if i == 0:
             timings["whole loop (first model-audit included)"] = round(time.perf_counter() - loop_started, 1)
-        suspects = json.loads(out)
         copy = work / "runs" / f"scores_{variant.replace('/', '_')}"
         shutil.copytree(run / "model_audit", copy / "model_audit")
-        results[variant] = (len(suspects), read_oos_scores(copy))
+        results[variant] = (n_suspects, read_oos_scores(copy))
     loop = None
     if not args.no_second_round:
         loop = second_round(args, work, db, py, env, timings, variants[0])
@@ -129,6 +127,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def audit_step(variant: str, run_id: str, run_dir: Path, db: Path, folds: int, py: str, env: dict,
+               timings: dict, label: str | None = None) -> int:
+    """Audit run ``run_id`` with one FEATURES/FBANK_STATS/REPEATS setting; returns the number of suspects. Through
+    ``python -m curation model-audit`` when the library accepts the log-mel setting; otherwise through the scoring
+    command it would run (``python -m training.oos_scores``), then found and stored by the library's own function
+    (``store_audit_of``: what ``model-audit`` does after scoring; ``model-evidence`` reads that audit)."""
+    from curation import store
+    from curation.audit.model_audit import FBANK_STATS, read_oos_scores, store_audit_of
+
+    kind, fbank_stats, repeats = variant.split("/")
+    fbank_stats = "dynamics" if fbank_stats in ("-", "") else fbank_stats
+    label = label or f"model-audit ({variant})"
+    if fbank_stats in FBANK_STATS:
+        return len(json.loads(step(label, [py, "-m", "curation", "model-audit", "--db", str(db), "--run", run_id,
+                                           "--folds", str(folds), "--features", kind, "--fbank-stats", fbank_stats,
+                                           "--repeats", repeats, "--json"], timings, env)))
+    step(f"{label} [scores only: the library does not accept --fbank-stats {fbank_stats} yet]",
+         [py, "-m", "training.oos_scores", "--run", str(run_dir), "--folds", str(folds), "--features", kind,
+          "--fbank-stats", fbank_stats, "--repeats", repeats], timings, env)
+    con = store.connect(db)
+    try:
+        return len(store_audit_of(con, run_id, read_oos_scores(run_dir)).suspects)
+    finally:
+        con.close()
+
+
 def second_round(args, work: Path, db: Path, py: str, env: dict, timings: dict, variant: str) -> dict:
     """Close the loop once: the first run's model evidence (``model-evidence``) proposes merges; a simulated
     curator accepts a pair when both tags are surface forms of one demo concept (``concept_of_tag``: the demo's
@@ -137,12 +161,9 @@ def second_round(args, work: Path, db: Path, py: str, env: dict, timings: dict, 
     from curation.audit.model_audit import read_oos_scores
     from curation.demo.synth import concept_of_tag
 
-    kind, fbank_stats, repeats = variant.split("/")
-    fbank_stats = "dynamics" if fbank_stats in ("-", "") else fbank_stats
-    audit = [py, "-m", "curation", "model-audit", "--db", str(db), "--folds", str(args.folds), "--features", kind,
-             "--fbank-stats", fbank_stats, "--repeats", repeats, "--json"]
     started = time.perf_counter()
-    step("model-audit r1 again (round 2 starts)", [*audit, "--run", "r1"], timings, env)
+    audit_step(variant, "r1", work / "runs" / "r1", db, args.folds, py, env, timings,
+               label="model-audit r1 again (round 2 starts)")
     evidence = json.loads(step("model-evidence", [py, "-m", "curation", "model-evidence", "--db", str(db), "--run",
                                                   "r1", "--json"], timings, env))
     flagged = [(r["tag_a"], r["tag_b"]) for r in evidence["merge"]]
@@ -177,12 +198,12 @@ def second_round(args, work: Path, db: Path, py: str, env: dict, timings: dict, 
                                 "--set", "max_batch_s=40", "--set", "num_workers=0", "--set",
                                 f"val_every={args.steps}", "--set", f"ckpt_every={args.steps}"], timings, env)
     step("import run (round 2)", [py, "-m", "curation", "runs", "import", str(run2), "--db", str(db)], timings, env)
-    suspects = json.loads(step("model-audit r2", [*audit, "--run", "r2"], timings, env))
+    n_suspects = audit_step(variant, "r2", run2, db, args.folds, py, env, timings, label="model-audit r2")
     timings["round 2 in all"] = round(time.perf_counter() - started, 1)
     return {"flagged_pairs": len(flagged), "same_concept_pairs": len(same),
             "flagged": [f"{a}~{b}" for a, b in flagged], "merges": merges,
             "prune_evidence": [r["tag"] for r in evidence["prune"]],
-            "result": (len(suspects), read_oos_scores(run2))}
+            "result": (n_suspects, read_oos_scores(run2))}
 
 
 if __name__ == "__main__":

@@ -5,17 +5,18 @@ RUN_DIR/model_audit/oos_scores.npz + oos_scores.json -> ``curation.audit.model_a
 clip and tag and ranks suspect tags (confident learning). Training never opens the database: the clips and their
 asserted tags come from the run's export folder (config.json names it), exactly what the run trained on.
 
-Method (why this one): the MTC objective is a linear layer on the masked mean of the encoder's frames. We keep the
-run's encoder frozen, pool every clip's frames once (mean and standard deviation over time: the std adds how the
-sound changes, which a reverberant tail or a passing siren shows; for the log-mel frames also their dynamics,
-``fbank_dynamics``), and refit that linear multi-label head k times, each time on k-1 folds, scoring the held-out
-fold; this cross-fit is repeated with REPEATS fold seeds and averaged. So every clip's score comes from heads that
-never saw its labels. This is a few seconds per fold on CPU, where refitting k encoders would cost k full runs. What it does not
-remove: the frozen encoder itself was trained on every clip's labels, so labels it memorised can leak into its
-features. ``--features fbank`` uses label-free log-mel statistics instead (no leak), and ``both`` (the default)
-concatenates the two: on the demo corpus with a 150-step tiny encoder, both found the planted errors best and the
-encoder alone worst (bench/model_audit_eval.py, bench/RESULTS.md). ``--fbank-stats moments --repeats 1`` gives the
-first version (mean and std only, one cross-fit).
+Method (why this one): the MTC objective is a linear layer on the masked mean of the encoder's frames. We keep the run's
+encoder frozen, pool every clip's frames once (mean and standard deviation over time: the std adds how the sound
+changes, which a reverberant tail or a passing siren shows; for the log-mel frames also their dynamics,
+``fbank_dynamics``, and how fast their levels fall and rise, ``fbank_decay_rates``), and refit that linear multi-label
+head k times, each time on k-1 folds, scoring the held-out fold; this cross-fit is repeated with REPEATS fold seeds and
+averaged. So every clip's score comes from heads that never saw its labels. This is a few seconds per fold on CPU, where
+refitting k encoders would cost k full runs. What it does not remove: the frozen encoder itself was trained on every
+clip's labels, so labels it memorised can leak into its features. ``--features fbank`` uses label-free log-mel
+statistics instead (no leak), and ``both`` (the default) concatenates the two: on the demo corpus with a 150-step tiny
+encoder, both found the planted errors best and the encoder alone worst (bench/model_audit_eval.py, bench/RESULTS.md).
+``--fbank-stats moments --repeats 1`` gives the first version (mean and std only, one cross-fit), ``--fbank-stats
+dynamics`` the second (no decay rates).
 
 Example: ``python -m training.oos_scores --run runs/r1 --folds 5 --device cpu``
 """
@@ -35,16 +36,37 @@ from training.errors import CheckpointError, UsageError
 
 FEATURE_KINDS = ("encoder", "fbank", "both")
 # What the log-mel part holds: "moments" = mean and std per mel bin over time (the first version); "dynamics" (the
-# default) adds how the levels rise, fall and fluctuate (``fbank_dynamics``). Chosen without the demo's truth: of
+# second) adds how the levels rise, fall and fluctuate (``fbank_dynamics``). Chosen without the demo's truth: of
 # the generic sets tried, dynamics predicted the captioner's own labels best out of sample (mean BCE 0.2006 vs
 # 0.2174, macro AUC 0.881 vs 0.857 on the demo export; bench/RESULTS.md "Model-based audit: detection quality").
-FBANK_STATS = ("moments", "dynamics")
+FBANK_STATS = ("moments", "dynamics", "decay")
+# "decay" adds to the dynamics how fast each band's level falls and rises, as a histogram over reverberation-time
+# bins (``fbank_decay_rates``): a room's tail makes levels fall at the rate its T60 sets (60 dB in T60 seconds),
+# where dry sound stops within tens of ms. Chosen the same way, without the truth: out-of-sample mean BCE / macro
+# AUC of the captioner's own labels on the demo export (600 clips, 60 tags), log-mel features alone, 3 cross-fits,
+# fold seeds 0 / 7: dynamics 0.1898 / 0.888 (seed 7: 0.1892 / 0.889); + falls only, on frames above the band's
+# median 0.1870 / 0.891; + falls and rises, every frame (adopted, as written here) 0.1853 / 0.893 (seed 7:
+# 0.1847 / 0.894). Windows of 50, 70 or 150-200 ms, two or three window lengths, 2 or 4 band parts, 10 band
+# groups, finer bins, only windows a line fits well (R^2 >= 0.5-0.9), or a second histogram (50 or 200 ms, per
+# band half, low-level frames only) were no better (within 0.0005 BCE); mean levels after local peaks and
+# envelope autocorrelation were worse, floor statistics no better (bench/RESULTS.md "Model-based audit").
+DEFAULT_FBANK_STATS = "decay"
 DYNAMICS_BAND_GROUPS = 20
 DYNAMICS_LAGS = (1, 4, 16)          # frames of 10 ms
 MODULATION_BAND_GROUPS = 16
 MODULATION_EDGES_HZ = (0.5, 2.0, 4.0, 8.0, 16.0, 32.0)
 FRAME_SHIFT_S = 0.01
 DYNAMICS_DIM = 2 * len(DYNAMICS_LAGS) * DYNAMICS_BAND_GROUPS + (len(MODULATION_EDGES_HZ) - 1) * MODULATION_BAND_GROUPS
+DECAY_BAND_GROUPS = 20
+DECAY_WINDOW_FRAMES = 10            # the level's least-squares slope over 100 ms
+# Rate bin edges as the reverberation time that falls at that rate: 60 dB in T60 seconds. Octaves from 25 ms (a
+# dry stop) to 6.4 s; the same edges for rises (mirrored); slower than 6.4 s either way is one "steady" bin (so a
+# constant level, digital silence included, does not fall on either side of zero by rounding): 2 * 9 + 1 bins.
+DECAY_T60_EDGES_S = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+DECAY_DIM = 2 * len(DECAY_T60_EDGES_S) + 1
+# 60 dB of power in the Frontend's normalised log-mel units: ln(10^6) nats / FBANK_STD (training.features: 4.0;
+# the constant is repeated so this numpy code does not import torch).
+UNITS_PER_60_DB = float(np.log(1e6)) / 4.0
 # Cross-fitting is repeated with this many fold assignments (seeds) and the out-of-sample probabilities averaged:
 # every repeat still scores a clip with a head that never saw it; the average is less tied to one random split
 # (demo export: mean BCE 0.2006 -> 0.1896 with 3 repeats).
@@ -58,7 +80,7 @@ META_FILE = "oos_scores.json"
 # needed ~0.03 (the tests' tone corpus), 600 demo clips ~0.001-0.003 (measured; bench/model_audit_eval.py).
 L2_STRENGTH = 1.0
 METHOD = ("k-fold cross-fitted linear multi-label head (BCE + L2, Adam), repeated over fold seeds and averaged, on "
-          "frozen pooled features (mean+std over time; log-mel dynamics)")
+          "frozen pooled features (mean+std over time; log-mel dynamics and decay rates)")
 
 
 def fold_of(clip_ids: list[str], n_folds: int, seed: int) -> np.ndarray:
@@ -101,10 +123,37 @@ def fbank_dynamics(frames: np.ndarray, *, groups: int = DYNAMICS_BAND_GROUPS) ->
     return np.concatenate(parts).astype(np.float32)
 
 
+def fbank_decay_rates(frames: np.ndarray, *, groups: int = DECAY_BAND_GROUPS,
+                      window: int = DECAY_WINDOW_FRAMES) -> np.ndarray:
+    """Label-free histogram of how fast one clip's band levels fall and rise, in reverberation-time bins.
+
+    Each of ``groups`` band groups of the log-mel frames (T, 80) gets its level's least-squares slope over every
+    ``window`` frames (100 ms); the slopes of all bands and windows are counted in bins whose edges are the rates of a
+    60 dB decay in DECAY_T60_EDGES_S seconds (falls on one side, rises mirrored on the other, slower than the slowest
+    edge "steady") and the counts divided by their total. Why: a reverberant room turns every stop into a decay at the
+    rate its T60 sets (0.2-2 s in rooms), while dry sound falls within a few frames or holds its level; the mean falls
+    of ``fbank_dynamics`` mix these, this histogram keeps them apart. Generic, not tied to the demo: it reads only the
+    level envelope. A clip shorter than the window gets zeros. Returns a float32 vector of DECAY_DIM values (falls
+    faster than 25 ms first, then slower falls, steady, slower rises ... rises faster than 25 ms last)."""
+    frames = np.asarray(frames, dtype=np.float32)
+    n_frames, n_bins = frames.shape
+    if n_frames < window:
+        return np.zeros(DECAY_DIM, np.float32)
+    bands = frames[:, : n_bins - n_bins % groups].reshape(n_frames, groups, -1).mean(2, dtype=np.float64)
+    t = np.arange(window, dtype=np.float64) - (window - 1) / 2
+    windows = np.lib.stride_tricks.sliding_window_view(bands, window, axis=0)   # (T - window + 1, groups, window)
+    slopes = windows @ (t / (t * t).sum())                                      # level units per frame
+    fall_edges = -FRAME_SHIFT_S * UNITS_PER_60_DB / np.asarray(DECAY_T60_EDGES_S)  # steepest first
+    edges = np.concatenate([[-np.inf], fall_edges, -fall_edges[::-1], [np.inf]])
+    counts = np.histogram(slopes.reshape(-1), bins=edges)[0]
+    return (counts / counts.sum()).astype(np.float32)
+
+
 def pooled_features(export, ckpt: dict | None, kind: str, *, max_clip_s: float, device: str,
-                    batch_s: float = 120.0, fbank_stats: str = "dynamics") -> tuple[list[str], np.ndarray]:
+                    batch_s: float = 120.0, fbank_stats: str = DEFAULT_FBANK_STATS) -> tuple[list[str], np.ndarray]:
     """(clip ids in export order, (N, D) float32): mean and std over time of encoder frames and/or fbank frames,
-    and with ``fbank_stats="dynamics"`` (the default) the fbank frames' temporal statistics (``fbank_dynamics``).
+    with ``fbank_stats="dynamics"`` the fbank frames' temporal statistics (``fbank_dynamics``), with "decay" (the
+    default) also their rates of fall and rise (``fbank_decay_rates``).
     Audio is read as training reads it (the cut's offset and channels), the first ``max_clip_s`` seconds."""
     import torch
 
@@ -158,11 +207,14 @@ def pooled_features(export, ckpt: dict | None, kind: str, *, max_clip_s: float, 
             if kind in ("fbank", "both"):
                 parts.append(mean_std(fb.float(), n_frames))
             pooled = torch.cat(parts, dim=1).cpu().numpy()
-            if kind in ("fbank", "both") and fbank_stats == "dynamics":
+            if kind in ("fbank", "both") and fbank_stats in ("dynamics", "decay"):
                 frames_np = fb.float().cpu().numpy()
                 counts = n_frames.cpu().numpy()
-                pooled = np.concatenate([pooled, np.stack([fbank_dynamics(frames_np[row, : int(counts[row])])
-                                                           for row in range(len(idx))])], axis=1)
+                clip_frames = [frames_np[row, : int(counts[row])] for row in range(len(idx))]
+                extra = [np.stack([fbank_dynamics(f) for f in clip_frames])]
+                if fbank_stats == "decay":
+                    extra.append(np.stack([fbank_decay_rates(f) for f in clip_frames]))
+                pooled = np.concatenate([pooled, *extra], axis=1)
             for row, i in enumerate(idx):
                 rows[i] = pooled[row]
             start = end
@@ -230,7 +282,7 @@ def repeated_cross_fit(x: np.ndarray, y: np.ndarray, clip_ids: list[str], *, n_f
 
 
 def score_run(run_dir: Path, *, n_folds: int, features: str, device: str, seed: int = 0,
-              export_dir: Path | None = None, fbank_stats: str = "dynamics", repeats: int = REPEATS) -> dict:
+              export_dir: Path | None = None, fbank_stats: str = DEFAULT_FBANK_STATS, repeats: int = REPEATS) -> dict:
     """Compute and write RUN_DIR/model_audit/oos_scores.{npz,json}; returns the metadata written."""
     from training.data import load_export
     from training.probe import file_sha256, load_checkpoint, resolve_checkpoint
@@ -296,9 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default 5)")
     parser.add_argument("--features", choices=FEATURE_KINDS, default="both",
                         help="encoder: the run's frozen encoder; fbank: label-free log-mel statistics; both (default)")
-    parser.add_argument("--fbank-stats", choices=FBANK_STATS, default="dynamics",
-                        help="log-mel statistics: moments (mean, std) or dynamics (also rises, falls, modulation; "
-                             "default)")
+    parser.add_argument("--fbank-stats", choices=FBANK_STATS, default=DEFAULT_FBANK_STATS,
+                        help="log-mel statistics: moments (mean, std), dynamics (also rises, falls, modulation) or "
+                             f"decay (also rates of fall and rise in reverberation-time bins); default "
+                             f"{DEFAULT_FBANK_STATS}")
     parser.add_argument("--repeats", type=int, default=REPEATS,
                         help=f"cross-fits with different fold seeds, averaged (default {REPEATS})")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

@@ -34,9 +34,11 @@ def add_commands(commands, db_argument) -> None:
                        help="what the held-out heads see: the run's frozen encoder's pooled frames, label-free "
                             "log-mel statistics, or both (default: found the planted demo biases best, "
                             "bench/model_audit_eval.py)")
-    audit.add_argument("--fbank-stats", choices=("moments", "dynamics"), default="dynamics",
-                       help="log-mel statistics the heads see: moments (mean, std per bin) or dynamics (also how "
-                            "levels rise, fall and fluctuate; default)")
+    audit.add_argument("--fbank-stats", choices=("moments", "dynamics", "decay"), default="decay",
+                       help="log-mel statistics the heads see: moments (mean, std per bin), dynamics (also how "
+                            "levels rise, fall and fluctuate) or decay (dynamics plus how fast levels fall and rise, "
+                            "binned by the room decay time they match; default: it predicts the captioner's labels "
+                            "best out of sample)")
     audit.add_argument("--repeats", type=int, default=3,
                        help="cross-fits with different fold seeds, averaged (default 3)")
     audit.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where clips are encoded")

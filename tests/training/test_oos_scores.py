@@ -11,8 +11,11 @@ import pytest
 
 from training.errors import UsageError
 from training.oos_scores import (
+    DECAY_DIM,
+    DECAY_T60_EDGES_S,
     DYNAMICS_DIM,
     cross_fit,
+    fbank_decay_rates,
     fbank_dynamics,
     fit_head_and_score,
     fold_of,
@@ -85,6 +88,61 @@ def test_fbank_dynamics_measure_rises_falls_and_modulation_rates():
     assert short.shape == (DYNAMICS_DIM,) and np.isfinite(short).all()
 
 
+# fbank_decay_rates bins: 0 = falls faster than 25 ms, 1..8 = falls in the T60 octaves 25 ms-6.4 s, 9 = steady,
+# 10..17 = rises in the same octaves from slow to fast, 18 = rises faster than 25 ms.
+STEADY_BIN = len(DECAY_T60_EDGES_S)
+
+
+def _fall_bin(t60_s: float) -> int:
+    """The histogram bin of a fall at the rate of a 60 dB decay in t60_s seconds."""
+    return int(np.searchsorted(DECAY_T60_EDGES_S, t60_s))
+
+
+def test_fbank_decay_rates_bin_a_level_by_how_fast_it_falls_and_rises():
+    units_per_60_db = np.log(1e6) / 4.0        # the Frontend's normalised log-mel units (ln / FBANK_STD)
+    per_frame = 0.01 * units_per_60_db          # 10 ms frames
+    t = np.arange(300)
+    steady = fbank_decay_rates(_frames(np.zeros(300)))
+    assert steady.shape == (DECAY_DIM,) and steady[STEADY_BIN] == pytest.approx(1.0)
+    falling = fbank_decay_rates(_frames(-per_frame / 0.6 * t))     # 60 dB per 0.6 s: T60 0.4-0.8 s bin
+    assert falling[_fall_bin(0.6)] == pytest.approx(1.0) and _fall_bin(0.6) == 5
+    rising = fbank_decay_rates(_frames(per_frame / 0.3 * t))       # mirrored: the 0.2-0.4 s rise bin
+    assert rising[2 * STEADY_BIN - _fall_bin(0.3)] == pytest.approx(1.0)
+    assert fbank_decay_rates(_frames(np.zeros(5))).tolist() == [0.0] * DECAY_DIM   # shorter than the window
+
+
+def test_a_reverberant_tone_decays_at_its_room_rate_where_a_dry_one_stops():
+    """Tone bursts through the real front end, dry and convolved with a room-like impulse response (exponentially
+    decaying noise, T60 0.5 s and 1.0 s, half wet): the reverberant clips' falls sit in the room's T60 bins, the
+    dry clip's level mostly holds or stops fast."""
+    import torch
+
+    from training.features import SAMPLE_RATE_HZ, Frontend
+
+    rng = np.random.default_rng(0)
+    t = np.arange(4 * SAMPLE_RATE_HZ) / SAMPLE_RATE_HZ
+    dry = 0.3 * (np.sin(2 * np.pi * 440 * t) + np.sin(2 * np.pi * 1320 * t)) * ((t % 0.5) < 0.2)
+
+    def reverberant(t60_s: float) -> np.ndarray:
+        tail = np.arange(int(t60_s * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
+        wet = np.convolve(dry, rng.standard_normal(len(tail)) * np.exp(-6.91 * tail / t60_s))[: len(dry)]
+        return 0.5 * dry + 0.5 * wet * np.sqrt((dry ** 2).mean() / (wet ** 2).mean())
+
+    def rates(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            frames, n_frames = Frontend()(torch.from_numpy(x).float()[None], torch.tensor([len(x)]))
+        return fbank_decay_rates(frames[0, : int(n_frames[0])].numpy())
+
+    room_falls = slice(_fall_bin(0.3), _fall_bin(1.2) + 1)          # T60 0.2-1.6 s
+    dry_rates, short_room, long_room = rates(dry), rates(reverberant(0.5)), rates(reverberant(1.0))
+    assert dry_rates[room_falls].sum() < 0.15
+    assert short_room[room_falls].sum() > 0.4 and long_room[room_falls].sum() > 0.4
+    assert dry_rates[STEADY_BIN] > 0.4 > short_room[STEADY_BIN]
+    # The most common fall rate follows the room: T60 0.5 s in the 0.4-0.8 s bin, 1.0 s in the 0.8-1.6 s bin.
+    assert int(np.argmax(short_room[:STEADY_BIN])) == _fall_bin(0.5)
+    assert int(np.argmax(long_room[:STEADY_BIN])) == _fall_bin(1.0)
+
+
 def test_a_learnable_tag_is_scored_well_out_of_sample():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((100, 8)).astype(np.float32)
@@ -106,9 +164,10 @@ def test_a_finished_run_is_scored_into_its_run_directory(tiny_run, capsys):
     assert main(["--run", str(tiny_run), "--folds", "3", "--features", "both"]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert (meta["folds"], meta["features"], meta["n_clips"], meta["n_tags"]) == (3, "both", 24, 4)
-    assert (meta["fbank_stats"], meta["repeats"]) == ("dynamics", 3)
-    # tiny encoder: d_model 64, mean + std -> 128; fbank: 80 mel bins, mean + std -> 160, + their dynamics
-    assert meta["feature_dim"] == 128 + 160 + DYNAMICS_DIM == 128 + 160 + 200
+    assert (meta["fbank_stats"], meta["repeats"]) == ("decay", 3)
+    # tiny encoder: d_model 64, mean + std -> 128; fbank: 80 mel bins, mean + std -> 160, + their dynamics and
+    # decay rates
+    assert meta["feature_dim"] == 128 + 160 + DYNAMICS_DIM + DECAY_DIM == 128 + 160 + 200 + 19
     with np.load(tiny_run / "model_audit" / "oos_scores.npz") as data:
         assert data["scores"].shape == data["targets"].shape == (24, 4)
         assert ((data["scores"] >= 0) & (data["scores"] <= 1)).all()
@@ -117,7 +176,11 @@ def test_a_finished_run_is_scored_into_its_run_directory(tiny_run, capsys):
         clip = list(data["clip_ids"]).index("clip-3")
         assert list(data["targets"][clip]) == [1, 0, 1, 1]  # clip 3: tone, high (odd), noise (multiple of 3)
     assert json.loads((tiny_run / "model_audit" / "oos_scores.json").read_text()) == meta
-    # The first version's features (moments only, one cross-fit) stay available.
+    # The second version's log-mel features (dynamics, no decay rates) and the first (moments only, one
+    # cross-fit) stay available.
+    assert main(["--run", str(tiny_run), "--folds", "3", "--features", "fbank", "--fbank-stats", "dynamics"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert (meta["feature_dim"], meta["fbank_stats"]) == (160 + DYNAMICS_DIM, "dynamics")
     assert main(["--run", str(tiny_run), "--folds", "3", "--features", "fbank", "--fbank-stats", "moments",
                  "--repeats", "1"]) == 0
     meta = json.loads(capsys.readouterr().out)
