@@ -7,10 +7,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from curation.vocabulary.decisions import DecisionRecord, replay
+from curation.vocabulary import ranking
 from curation.vocabulary.ranking import VocabularyTracker, compute_vocabulary, tag_matrix_from_inputs
 
 WORDS = ["drum", "drums", "rain", "rainfall", "male", "female", "speech", "music", "x", "hi-hat"]
@@ -107,3 +109,30 @@ def test_a_merge_redoes_only_the_clips_it_touches():
     # Only the clip of "drums" was redone (clip 200 holds "drum" too, but "drum" passed no tag of that clip);
     # the 200 "music" clips and the base rows are shared, not copied.
     assert after.rows.base is before.rows.base and after.rows.rows.tolist() == [201]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clips=st.lists(st.lists(st.tuples(st.sampled_from(WORDS), st.just(1)), max_size=6), min_size=1, max_size=30),
+       merge=st.booleans(), wanted=st.lists(st.sampled_from(WORDS), min_size=1, max_size=10),
+       mode=st.sampled_from(["any", "all"]))
+def test_rows_with_tags_matches_each_clips_canonical_set(clips, merge, wanted, mode):
+    """Browse's canonical-tag filter (rows_with_tags): the comparison path (<= 8 tags) and the gather path (more)
+    both give the rows whose canonical set holds any / all of the tags, merges applied."""
+    matrix = matrix_of(clips, [0] * len(clips))
+    log = [record(1, "merge", {"tags": ["drum", "drums"], "into": "drums"})] if merge else []
+    state = replay(log)
+    view = compute_vocabulary(matrix, state)
+    tag_ids = dict(zip(view.ranking["tag"], view.ranking["tag_id"]))
+    names = sorted({state.canonical(tag) for tag in wanted} & set(tag_ids))
+    if not names:
+        return
+    ids = np.array([tag_ids[name] for name in names])
+    compared = view.rows_with_tags(ids, mode)
+    gathered = compute_vocabulary(matrix, state)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ranking, "_COMPARED_TAGS", 0)  # every tag set through the gather
+        gathered = gathered.rows_with_tags(ids, mode)
+    for row, clip in enumerate(clips):
+        held = {state.canonical(tag) for tag, _mask in clip}
+        expected = bool(held & set(names)) if mode == "any" else set(names) <= held
+        assert bool(compared[row]) == expected == bool(gathered[row]), (row, clip, names, mode)
