@@ -5,6 +5,8 @@ Example: ``for batch in export_clip_rows(con): ...``.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import duckdb
 
 from curation.store.schema import now_utc
@@ -20,9 +22,32 @@ def export_clip_rows(con: duckdb.DuckDBPyConnection, batch_clips: int = EXPORT_B
     lets DuckDB skip the other row groups of ``captions``. Same captions as FIRST_GENERATED_CAPTION_SQL /
     ORIGINAL_CAPTIONS_SQL: the first generated caption by captioner then position; the originals by position."""
     keys = con.execute("SELECT clip_key FROM clips ORDER BY clip_key").fetchnumpy()["clip_key"]
-    for start in range(0, len(keys), batch_clips):
-        low, high = int(keys[start]), int(keys[min(start + batch_clips, len(keys)) - 1])
-        result = con.execute("""
+    ranges = [(int(keys[start]), int(keys[min(start + batch_clips, len(keys)) - 1]))
+              for start in range(0, len(keys), batch_clips)]
+    if not ranges:
+        return
+    # The next batch is read on a worker thread (its own cursor) while the caller writes this one: DuckDB runs the
+    # query without the GIL, so at 4M clips its ~36 s overlap the writing instead of adding to it.
+    cursor = con.cursor()
+
+    def read(low: int, high: int) -> list[dict]:
+        result = cursor.execute(_EXPORT_BATCH_SQL, {"low": low, "high": high})
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-read") as pool:
+            pending = pool.submit(read, *ranges[0])
+            for following in [*ranges[1:], None]:
+                batch = pending.result()
+                if following is not None:
+                    pending = pool.submit(read, *following)
+                yield batch
+    finally:
+        cursor.close()
+
+
+_EXPORT_BATCH_SQL = """
             WITH generated AS (
                 SELECT clip_key, first(text ORDER BY captioner, position) AS caption FROM captions
                 WHERE kind = 'generated' AND clip_key BETWEEN $low AND $high GROUP BY clip_key),
@@ -33,9 +58,7 @@ def export_clip_rows(con: duckdb.DuckDBPyConnection, batch_clips: int = EXPORT_B
                    c.num_channels, c.num_frames, c.probed_at IS NOT NULL AS probed,
                    coalesce(c.start_s, 0.0) AS start_s, c.cut_channels, g.caption, o.originals
             FROM clips c LEFT JOIN generated g USING (clip_key) LEFT JOIN originals o USING (clip_key)
-            WHERE c.clip_key BETWEEN $low AND $high ORDER BY c.clip_key""", {"low": low, "high": high})
-        names = [d[0] for d in result.description]
-        yield [dict(zip(names, row)) for row in result.fetchall()]
+            WHERE c.clip_key BETWEEN $low AND $high ORDER BY c.clip_key"""
 
 
 def record_export(con: duckdb.DuckDBPyConnection, *, by: str | None, k: int, rank_by: str, last_decision_id: int,
