@@ -9,12 +9,14 @@ load average, since the machine may be shared), accepting the queue's first sugg
 Target (issues 3 and 14): <= 60 s cold (model load + embedding most of it), <= 2 s warm, at 20,000 tags.
 
     .venv/bin/python bench/suggest_scale.py [--tags 20000] [--seed 0] [--keep DIR] [--reuse] [--profile FILE]
+        [--float32]
 
 At ``--tags 100000`` (issue 17) the same recipe gives ~189,000 clips and ~1.06 million tag rows: the caption
 words and pairs follow the captions' own Zipf-like frequencies (a few tags in thousands of clips, two thirds of
 them in one or two), 15,000 of the tags are extractor-style variants. Target there: <= 5 min cold, <= 3 s warm.
 ``--reuse`` times an existing ``--keep`` database again (its embedding cache is then warm: the cold figure is
-the rest of the work); ``--profile`` writes a cProfile of the cold call.
+the rest of the work, unless the folder holds a copy of a database never embedded); ``--profile`` writes a
+cProfile of the cold call; ``--float32`` keeps the text model in float32 on a CPU with bfloat16 in hardware.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ sys.path.insert(0, str(PROJECT))
 from curation import store
 from curation.ingest.ingest import ingest_path
 from curation.store import corpus as store_corpus
+from curation.vocabulary import embeddings
 from curation.vocabulary.suggestions import accept_suggestion, suggest_merges
 
 SHARED = PROJECT.parent / "shared" / "data"
@@ -138,7 +141,11 @@ def main() -> None:
     parser.add_argument("--keep", help="build the database in this folder and keep it (default: a temporary one)")
     parser.add_argument("--reuse", action="store_true", help="time the database already in --keep again")
     parser.add_argument("--profile", help="write a cProfile of the cold call to this file")
+    parser.add_argument("--float32", action="store_true",
+                        help="run the text model in float32 even on a CPU with bfloat16 in hardware")
     args = parser.parse_args()
+    if args.float32:
+        embeddings.BFLOAT16_WHEN_NATIVE = False
     if args.reuse and not args.keep:
         parser.error("--reuse needs --keep DIR (the folder of an earlier run)")
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="uts_suggest_"))
@@ -182,6 +189,7 @@ def main() -> None:
         "groups": len(suggestions), "grouped_tags": sum(len(s.tags) for s in suggestions),
         "groups_after_accept": len(after), "embeddings_cached_before": embedded_before, "build_s": round(build_s, 1), "cold_s": round(cold_s, 2), "cold_cpu_s": round(cold_cpu_s, 1),
         "accept_s": round(accept_s, 2), "load": os.getloadavg()[0],
+        "model_dtype": "bfloat16" if embeddings._native_bf16() else "float32",
         "warm_s": round(warm_s, 2), "after_accept_s": round(after_accept_s, 2),
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}))
     con.close()

@@ -50,14 +50,14 @@ def projection_key(model: str, tags: list[str], params: dict) -> str:
     return digest.hexdigest()[:32]
 
 
-# Measured on 2 cores (PLATFORM_NOTES, bench/RESULTS.md): ~1,400 one-word tags/s to embed, ~400/s for the
-# two-word tags of a 100,000-tag corpus (500 a compromise); UMAP pays a ~25 s numba JIT once per process, then
-# ~0.4 s per 1,000 points up to LARGE_MAP_POINTS and ~1 s per 1,000 beyond (neighbour search included). Used
-# only to tell a person how long the first visit takes.
-EMBED_TAGS_PER_S = 500
+# Measured on 2 shared cores at load ~3 (bench/RESULTS.md): ~700 tags/s to embed the 1-4 word tags of a
+# 100,000-tag corpus in float32 workers, ~1,000/s where the model runs in bfloat16 (700 a compromise); UMAP pays
+# a ~25 s numba JIT once per process, then ~0.4 s per 1,000 points up to LARGE_MAP_POINTS and ~0.6 s per 1,000
+# beyond (neighbour search included). Used only to tell a person how long the first visit takes.
+EMBED_TAGS_PER_S = 700
 UMAP_JIT_S = 25.0
 UMAP_S_PER_POINT = 0.0004
-UMAP_S_PER_LARGE_POINT = 0.001
+UMAP_S_PER_LARGE_POINT = 0.0006
 
 
 def projection_estimate_s(n_tags: int) -> tuple[float, float]:

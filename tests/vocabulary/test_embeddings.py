@@ -72,8 +72,12 @@ def test_embedding_neighbours_above_a_threshold_equal_a_brute_force_search(monke
         expected.update((min(row, c), max(row, c)) for c in partners)
     assert len(expected) > 300  # clusters: many tags have more partners than per_tag
     monkeypatch.setattr(embeddings, "BLOCK_CELLS", 50 * 600)
-    for backend in (embeddings._torch, lambda: None):
+    torch_backend = embeddings._torch
+    # torch screening in bfloat16 then scoring in float32 (taken on CPUs with bfloat16 in hardware), torch in
+    # float32, numpy alone: all exact.
+    for backend, bf16 in ((torch_backend, True), (torch_backend, False), (lambda: None, False)):
         monkeypatch.setattr(embeddings, "_torch", backend)
+        monkeypatch.setattr(embeddings, "_cpu_has_bf16", lambda bf16=bf16: bf16)
         a, b = embeddings.neighbours_above(vectors, 0.8, per_tag)
         assert (a < b).all()
         found = set(zip(a.tolist(), b.tolist()))
@@ -113,3 +117,25 @@ def test_texts_read_as_the_same_tokens_are_embedded_once_and_get_one_vector(tmp_
     again = embeddings.embed_tags(con, ["speech", "Dog  Bark"])
     assert len(fake.encoded) == 3 and np.array_equal(again, vectors[[1, 3]])
     con.close()
+
+
+def test_worker_threads_embed_each_text_like_the_model_and_give_torch_its_threads_back():
+    """The batches shared out to one single-threaded worker per core come back in the texts' order, each vector
+    the model's own for its text (bfloat16 where the CPU has it: cosine within 1e-3), and torch's thread count
+    is what it was."""
+    torch = pytest.importorskip("torch")
+    model = embeddings._load(embeddings.resolve_model()[1])
+    texts = ["rain", "dog barking in the distance", "speech", "heavy rain on a tin roof", "engine idling",
+             "a man speaks while birds chirp and a car passes by", "wind", "church bells", "crowd cheering",
+             "glass breaking", "footsteps on gravel", "thunder", "music"] * 3
+    representative, distinct, lengths = embeddings._token_groups(model, texts)
+    assert len(distinct) == 13 and (representative[:13] == np.arange(13)).all()
+    threads = torch.get_num_threads()
+    vectors = embeddings._encode(model, distinct, lengths, batch_size=2)  # 7 batches over the workers
+    assert torch.get_num_threads() == threads
+    expected = np.asarray(model.encode(distinct, convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)  # in float32 (a bfloat16 model's own is rounded)
+    assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    agreement = vectors @ expected.T
+    assert (np.diag(agreement) > 0.999).all()
+    assert (agreement.argmax(axis=1) == np.arange(13)).all()
