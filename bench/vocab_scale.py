@@ -8,8 +8,10 @@ the app and the API use). Targets: p50 <= 150 ms (issue 3), p95 <= 200 ms throug
 
 ``--synthetic N`` skips the database: a tag matrix of N clips x 10 tags from a Zipf vocabulary of 100,000 raw
 tags (issue 17: 4,000,000 clips = 40M tag rows, p50 <= 300 ms, p95 <= 500 ms), decisions replayed in memory.
+``--db PATH`` uses that database itself (not a copy; the decisions are recorded in it), e.g. the 4M-clip
+database of bench/scale_4m.py.
 
-    .venv/bin/python bench/vocab_scale.py [--workdir /tmp/uts_bench] [--synthetic 4000000]
+    .venv/bin/python bench/vocab_scale.py [--workdir /tmp/uts_bench] [--synthetic 4000000 | --db PATH]
 """
 from __future__ import annotations
 
@@ -111,6 +113,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/uts_bench")
     parser.add_argument("--decisions", type=int, default=40)
     parser.add_argument("--synthetic", type=int, default=0, help="clips of a synthetic corpus (no database)")
+    parser.add_argument("--db", help="time on this database itself (its decision log grows by --decisions)")
     parser.add_argument("--no-full", action="store_true", help="time only the update (the full recomputation is "
                                                                  "slow at 4M clips)")
     args = parser.parse_args()
@@ -120,7 +123,7 @@ def main() -> None:
         matrix = synthetic_matrix(args.synthetic)
         log = MemoryLog()
     else:
-        db = copy_of_bench_database(Path(args.workdir), "vocab_bench.duckdb")
+        db = Path(args.db) if args.db else copy_of_bench_database(Path(args.workdir), "vocab_bench.duckdb")
         con = store.connect(db)
         matrix = load_tag_matrix(con)
         log = DatabaseLog(con)
@@ -158,7 +161,8 @@ def main() -> None:
         "vocabulary_size": len(view.ranking), "load_average": os.getloadavg(), "machine": platform.platform()}))
     if con is not None:
         con.close()
-        db.unlink()
+        if not args.db:
+            db.unlink()
 
 
 if __name__ == "__main__":
