@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,6 +46,7 @@ from curation.ingest.audio_probe import DEFAULT_AUDIO_PATTERNS, check_audio_patt
 from curation.ingest.manifest import ClipRecord
 from curation.ingest.tag_text import MAX_TAGS_PER_CLIP, normalize_tag, tag_text_problem
 from curation.store import ingest as store_ingest
+from curation.store import memory as store_memory
 
 DEFAULT_EXTRACTOR = "manifest"  # provenance of tags that arrive inside a manifest
 DEFAULT_CAPTIONER = "manifest"  # captioner name when a manifest does not say which model wrote its captions
@@ -129,7 +129,7 @@ def ingest_path(con: duckdb.DuckDBPyConnection, path: Path | str, *, audio_root:
         _set_running(con, ingest_id, True)  # before the commit makes it visible: never taken for a stopped one
     stage = con.cursor()  # parses and stages chunks outside the write transactions (its temp tables are its own)
     try:
-        with _duckdb_memory_capped(con, INGEST_DUCKDB_MEMORY):
+        with store_memory.memory_capped(con, INGEST_DUCKDB_MEMORY):
             store_ingest.start_file_tables(stage)
             chunks = _chunks(stage, path, fmt, chunk_rows, run.notes)
             while True:
@@ -248,51 +248,6 @@ def undo_stopped_ingests(con: duckdb.DuckDBPyConnection) -> list[UndoneIngest]:
 # process grows past 5 GB; capped, DuckDB spills to its temp folder beside the database (~10% slower) and the
 # process stays near 2 GB. Its allocator's background threads return freed pages to the system meanwhile.
 INGEST_DUCKDB_MEMORY = "1GiB"
-_UNITS = {"b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
-          "gib": 2**30, "tib": 2**40}
-
-
-_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*")
-
-
-def _bytes_of(setting: str) -> float:
-    """Bytes of a DuckDB size setting, with or without a space: '18.8 GiB', '1GiB', '500MB' (inf if unreadable).
-
-    (The first version split on a space only, read '1GiB' as unreadable, and so never applied the cap.)"""
-    found = _SIZE.fullmatch(setting)
-    if found is None or found.group(2).lower() not in _UNITS and found.group(2):
-        return float("inf")
-    return float(found.group(1)) * _UNITS.get(found.group(2).lower() or "b", 1)
-
-
-class _duckdb_memory_capped:
-    """Lower DuckDB's memory_limit to ``limit`` for the ingest (never raise it), let its allocator purge freed
-    pages in the background, and restore both afterwards. The settings belong to the database instance: other
-    connections of this process share them meanwhile."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, limit: str) -> None:
-        self.con, self.limit, self.previous, self.previous_purge = con, limit, None, None
-        self.reset = False
-
-    def __enter__(self) -> None:
-        current = store_ingest.memory_limit(self.con)
-        if _bytes_of(current) > _bytes_of(self.limit):
-            # DuckDB reports the limit rounded ('18.8 GiB'): setting that text back would not give the same
-            # limit, so a limit that is DuckDB's default is restored by RESET.
-            self.previous = None if current == store_ingest.default_memory_limit(self.con) else current
-            self.reset = self.previous is None
-            store_ingest.set_memory_limit(self.con, self.limit)
-        self.previous_purge = store_ingest.allocator_background_threads(self.con, True)
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            store_ingest.set_memory_limit(self.con, self.previous)
-        elif self.reset:
-            store_ingest.reset_memory_limit(self.con)
-        if self.previous_purge is not None:
-            store_ingest.allocator_background_threads(self.con, self.previous_purge)
-
-
 @dataclass
 class _Run:
     """One ingest's running totals and policy, fed chunk by chunk (only counts and a few examples are kept)."""

@@ -301,36 +301,6 @@ def iter_parquet_batches(con: duckdb.DuckDBPyConnection, path: Path, batch_rows:
         yield [dict(zip(names, row)) for row in rows]
 
 
-def memory_limit(con: duckdb.DuckDBPyConnection) -> str:
-    """DuckDB's memory_limit as it reports it, e.g. '18.8 GiB'."""
-    return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-
-
-def set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
-    con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
-
-
-def default_memory_limit(con: duckdb.DuckDBPyConnection) -> str:
-    """DuckDB's default memory_limit on this machine, as it reports it (the setting is left as it was)."""
-    current = memory_limit(con)
-    con.execute("RESET memory_limit")
-    default = memory_limit(con)
-    if default != current:
-        con.execute(f"SET memory_limit = '{current}'")
-    return default
-
-
-def reset_memory_limit(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("RESET memory_limit")
-
-
-def allocator_background_threads(con: duckdb.DuckDBPyConnection, enabled: bool) -> bool:
-    """Set DuckDB's allocator_background_threads; returns the value it had."""
-    before = con.execute("SELECT current_setting('allocator_background_threads')").fetchall()[0][0]
-    con.execute(f"SET allocator_background_threads = {'true' if enabled else 'false'}")
-    return str(before).lower() == "true"
-
-
 def begin_ingest(con: duckdb.DuckDBPyConnection, path: str, fmt: str, on_bad_row: str,
                  audio_root: str | None = None) -> int:
     """Record a new, unfinished ingest (finished_at NULL, no line done yet) and return its id."""

@@ -94,6 +94,13 @@ def clips_with_any_tag(con: duckdb.DuckDBPyConnection, clip_keys: list[int], exc
 def tag_matrix_inputs(con: duckdb.DuckDBPyConnection) -> dict:
     """Everything the vocabulary engine needs, as numpy arrays over integer ids: the distinct clip-tag pairs,
     each with a bit mask of the extractors that produced it (bit i = ``extractors[i]``)."""
+    extractors = tag_matrix_extractors(con)
+    return {"pairs": tag_matrix_pairs(con, extractors), "clips": tag_matrix_clips(con),
+            "tags": tag_matrix_tags(con), "extractors": extractors, "version": corpus_version(con)}
+
+
+def tag_matrix_extractors(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The extractors of clip_tags, sorted: extractor i is bit i of a pair's mask."""
     extractors = [row[0] for row in con.execute(
         "SELECT DISTINCT extractor FROM clip_tags ORDER BY extractor").fetchall()]
     if len(extractors) > MAX_EXTRACTORS:
@@ -101,15 +108,29 @@ def tag_matrix_inputs(con: duckdb.DuckDBPyConnection) -> dict:
 
         raise UtsError(f"clip_tags holds {len(extractors)} extractors: the vocabulary engine handles at most "
                        f"{MAX_EXTRACTORS}; delete the tag rows of extractors you no longer use")
-    pairs = con.execute("""
-        WITH e AS (SELECT extractor, CAST(row_number() OVER (ORDER BY extractor) - 1 AS BIGINT) AS bit
-                   FROM (SELECT DISTINCT extractor FROM clip_tags))
-        SELECT clip_key, tag_id, bit_or(CAST(1 AS BIGINT) << bit) AS extractor_mask
-        FROM clip_tags JOIN e USING (extractor) GROUP BY clip_key, tag_id ORDER BY clip_key, tag_id""").fetchnumpy()
-    clips = con.execute("SELECT clip_key, clip_id, coalesce(domain, 'unknown') AS domain, "
-                        "coalesce(source, 'unknown') AS source FROM clips ORDER BY clip_key").fetchnumpy()
-    tags = con.execute("SELECT tag_id, tag FROM tags ORDER BY tag_id").fetchnumpy()
-    return {"pairs": pairs, "clips": clips, "tags": tags, "extractors": extractors, "version": corpus_version(con)}
+    return extractors
+
+
+def tag_matrix_pairs(con: duckdb.DuckDBPyConnection, extractors: list[str], low: int | None = None,
+                     high: int | None = None) -> dict:
+    """The distinct (clip_key, tag_id) pairs with low <= clip_key <= high (all when not given), sorted, each with
+    its extractor mask (bit i = ``extractors[i]``)."""
+    where = "WHERE clip_key BETWEEN $low AND $high" if low is not None else ""
+    params = {"extractors": list(extractors)} | ({"low": int(low), "high": int(high)} if low is not None else {})
+    return con.execute(f"""
+        SELECT clip_key, tag_id,
+               bit_or(CAST(1 AS BIGINT) << CAST(list_position($extractors::VARCHAR[], extractor) - 1 AS BIGINT))
+                   AS extractor_mask
+        FROM clip_tags {where} GROUP BY clip_key, tag_id ORDER BY clip_key, tag_id""", params).fetchnumpy()
+
+
+def tag_matrix_clips(con: duckdb.DuckDBPyConnection) -> dict:
+    return con.execute("SELECT clip_key, clip_id, coalesce(domain, 'unknown') AS domain, "
+                       "coalesce(source, 'unknown') AS source FROM clips ORDER BY clip_key").fetchnumpy()
+
+
+def tag_matrix_tags(con: duckdb.DuckDBPyConnection) -> dict:
+    return con.execute("SELECT tag_id, tag FROM tags ORDER BY tag_id").fetchnumpy()
 
 
 def corpus_version(con: duckdb.DuckDBPyConnection) -> tuple:

@@ -88,37 +88,70 @@ class TagMatrix:
 MEDIAN_DEPTH = 64  # median tags per clip is counted up to this many (the ingest cap, MAX_TAGS_PER_CLIP)
 
 
-def load_tag_matrix(con: duckdb.DuckDBPyConnection) -> TagMatrix:
-    return tag_matrix_from_inputs(store_vocabulary.tag_matrix_inputs(con))
+LOAD_PART_CLIPS = 250_000  # clips whose tag pairs load_tag_matrix reads and places at a time
+
+
+def load_tag_matrix(con: duckdb.DuckDBPyConnection, part_clips: int = LOAD_PART_CLIPS) -> TagMatrix:
+    """The corpus's tag matrix, its pairs read one clip-key range of ``part_clips`` clips at a time and placed
+    straight into the matrix: memory holds the matrix and one range's pairs, not every pair with its row and slot
+    arrays (4.45 GB at 4M clips / 40M tag rows when read at once; see bench/RESULTS.md)."""
+    version = store_vocabulary.corpus_version(con)
+    extractors = store_vocabulary.tag_matrix_extractors(con)
+    clips = store_vocabulary.tag_matrix_clips(con)
+    clip_keys = np.asarray(clips["clip_key"], dtype=np.int64)
+    slots = np.full((len(clip_keys), 1), -1, dtype=np.int32)
+    masks = np.zeros((len(clip_keys), 1), dtype=np.int64)
+    for start in range(0, len(clip_keys), part_clips):
+        stop = min(start + part_clips, len(clip_keys))
+        pairs = store_vocabulary.tag_matrix_pairs(con, extractors, int(clip_keys[start]), int(clip_keys[stop - 1]))
+        row, slot = _rows_and_slots(clip_keys, np.asarray(pairs["clip_key"], dtype=np.int64))
+        if len(slot) and int(slot.max()) >= slots.shape[1]:  # a clip with more tags than any before: widen once
+            width = int(slot.max()) + 1
+            slots = np.pad(slots, ((0, 0), (0, width - slots.shape[1])), constant_values=-1)
+            masks = np.pad(masks, ((0, 0), (0, width - masks.shape[1])))
+        slots[row, slot] = np.asarray(pairs["tag_id"], dtype=np.int32)
+        masks[row, slot] = np.asarray(pairs["extractor_mask"], dtype=np.int64)
+        del pairs, row, slot
+    return _matrix(clips, slots, masks, store_vocabulary.tag_matrix_tags(con), extractors, version)
+
+
+def _rows_and_slots(clip_keys: np.ndarray, pair_clip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For pairs sorted by clip: each pair's matrix row and its slot inside that row (0, 1, ... per clip)."""
+    row = np.searchsorted(clip_keys, pair_clip)
+    if not len(row):
+        return row, row
+    # Slot of each pair inside its clip's row: pairs are sorted by clip, so subtract the clip's first index.
+    starts = np.r_[0, np.flatnonzero(np.diff(row)) + 1]
+    first_of_pair = np.repeat(starts, np.diff(np.r_[starts, len(row)]))
+    return row, np.arange(len(row)) - first_of_pair
 
 
 def tag_matrix_from_inputs(data: dict) -> TagMatrix:
     """The matrix from store_vocabulary.tag_matrix_inputs' frames: clips (clip_key, clip_id, domain, source),
     pairs (clip_key, tag_id, extractor_mask; sorted by clip_key), tags (tag_id, tag), extractors, version."""
     clip_keys = data["clips"]["clip_key"].astype(np.int64)
-    pair_clip = data["pairs"]["clip_key"].astype(np.int64)
-    pair_tag = data["pairs"]["tag_id"].astype(np.int32)
-    row = np.searchsorted(clip_keys, pair_clip)
-    # Slot of each pair inside its clip's row: pairs are sorted by clip, so subtract the clip's first index.
-    starts = np.r_[0, np.flatnonzero(np.diff(row)) + 1] if len(row) else np.array([], dtype=np.int64)
-    first_of_pair = np.repeat(starts, np.diff(np.r_[starts, len(row)])) if len(row) else row
-    slot = np.arange(len(row)) - first_of_pair
+    row, slot = _rows_and_slots(clip_keys, data["pairs"]["clip_key"].astype(np.int64))
     width = int(slot.max()) + 1 if len(slot) else 1
     slots = np.full((len(clip_keys), width), -1, dtype=np.int32)
-    slots[row, slot] = pair_tag
+    slots[row, slot] = data["pairs"]["tag_id"].astype(np.int32)
     slot_extractors = np.zeros((len(clip_keys), width), dtype=np.int64)
     slot_extractors[row, slot] = data["pairs"]["extractor_mask"].astype(np.int64)
-    max_id = int(data["tags"]["tag_id"].max()) if len(data["tags"]["tag_id"]) else 0
+    return _matrix(data["clips"], slots, slot_extractors, data["tags"], data["extractors"], data["version"])
+
+
+def _matrix(clips: dict, slots: np.ndarray, slot_extractors: np.ndarray, tags: dict, extractors, version
+            ) -> TagMatrix:
+    max_id = int(tags["tag_id"].max()) if len(tags["tag_id"]) else 0
     texts = [""] * (max_id + 1)
-    for tag_id, text in zip(data["tags"]["tag_id"].tolist(), data["tags"]["tag"].tolist()):
+    for tag_id, text in zip(tags["tag_id"].tolist(), tags["tag"].tolist()):
         texts[tag_id] = text
     text_rank = _text_ranks(texts)
-    domains, domain_index = np.unique(data["clips"]["domain"].astype(str), return_inverse=True)
-    sources, source_index = np.unique(data["clips"]["source"].astype(str), return_inverse=True)
-    return TagMatrix(clip_ids=np.asarray(data["clips"]["clip_id"], dtype=object), domain_index=domain_index,
+    domains, domain_index = np.unique(clips["domain"].astype(str), return_inverse=True)
+    sources, source_index = np.unique(clips["source"].astype(str), return_inverse=True)
+    return TagMatrix(clip_ids=np.asarray(clips["clip_id"], dtype=object), domain_index=domain_index,
                      domains=tuple(domains.tolist()), source_index=source_index, sources=tuple(sources.tolist()),
-                     slots=slots, tag_texts=tuple(texts), text_rank=text_rank, version=data["version"],
-                     slot_extractors=slot_extractors, extractors=tuple(data["extractors"]))
+                     slots=slots, tag_texts=tuple(texts), text_rank=text_rank, version=version,
+                     slot_extractors=slot_extractors, extractors=tuple(extractors))
 
 
 def used_slots(matrix: TagMatrix, state: CurationState, rows: np.ndarray | None = None) -> np.ndarray:

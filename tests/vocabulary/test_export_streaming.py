@@ -6,16 +6,20 @@ from __future__ import annotations
 import gzip
 import json
 
+import numpy as np
 import pytest
 from helpers import make_cut, write_jsonl
 from lhotse import CutSet
 
 from curation import store
+from curation.errors import UsageError
 from curation.ingest.ingest import ingest_path
 from curation.store import exports as store_exports
+from curation.store import vocabulary as store_vocabulary
 from curation.vocabulary import export as export_module
 from curation.vocabulary.decisions import Decision, record_decision
 from curation.vocabulary.export import export_vocabulary
+from curation.vocabulary.ranking import load_tag_matrix, tag_matrix_from_inputs
 
 TAGS = ["music", "drum", "drums", "speech", "rain", "dog", "bark", "engine", "guitar", "piano", "wind", "birds"]
 
@@ -75,3 +79,32 @@ def test_a_failure_mid_export_leaves_nothing(corpus, tmp_path, monkeypatch):
         export_vocabulary(corpus, k=8, out_dir=tmp_path / "failed", by="ana")
     assert not (tmp_path / "failed").exists()
     assert corpus.execute("SELECT count(*) FROM exports").fetchall()[0][0] == 0
+
+
+def test_duckdb_memory_is_capped_during_an_export_and_restored_after(corpus, tmp_path, monkeypatch):
+    """DuckDB's buffer pool would otherwise keep every caption an export read (~3 GB at 4M clips)."""
+    limit = corpus.execute("SELECT current_setting('memory_limit')").fetchall()
+    during = []
+    real = store_exports.export_clip_rows
+
+    def rows_seen_with_the_limit(con, *args):
+        during.append(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+        yield from real(con, *args)
+
+    monkeypatch.setattr(store_exports, "export_clip_rows", rows_seen_with_the_limit)
+    export_vocabulary(corpus, k=8, out_dir=tmp_path / "capped", by="ana")
+    assert during == ["2.0 GiB"]  # EXPORT_DUCKDB_MEMORY
+    assert corpus.execute("SELECT current_setting('memory_limit')").fetchall() == limit
+    with pytest.raises(UsageError):
+        export_vocabulary(corpus, k=0, out_dir=tmp_path / "refused", by="ana")
+    assert corpus.execute("SELECT current_setting('memory_limit')").fetchall() == limit
+
+
+def test_the_tag_matrix_read_in_clip_key_ranges_equals_the_matrix_read_at_once(corpus):
+    whole = tag_matrix_from_inputs(store_vocabulary.tag_matrix_inputs(corpus))
+    for part_clips in (1, 7, 157, 10_000):
+        parts = load_tag_matrix(corpus, part_clips=part_clips)
+        assert np.array_equal(parts.slots, whole.slots) and parts.slots.flags.c_contiguous
+        assert np.array_equal(parts.slot_extractors, whole.slot_extractors)
+        assert np.array_equal(parts.clip_ids, whole.clip_ids) and parts.tag_texts == whole.tag_texts
+        assert parts.version == whole.version and parts.extractors == whole.extractors
