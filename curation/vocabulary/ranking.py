@@ -248,13 +248,26 @@ class VocabularyView:
                 # A few tags: one vectorised comparison of the flat rows per tag, then only the hits are placed
                 # (a row holds each canonical id at most once). 23 ms for a rare tag at 4M clips x 10 slots,
                 # against 175 ms for the gather below, which reads a byte per slot whatever the tag.
-                flat, width = rows.reshape(-1), max(1, rows.shape[1])
+                # Rows list their tags best rank first, so a tag of rank r sits in one of the first r columns:
+                # the most frequent tags (held by the most clips) need a column or two, not all of them.
+                width = rows.shape[1]
                 held = np.zeros(len(rows), dtype=np.int16 if mode == "all" else bool)
                 for tag_id in key[0]:
+                    columns = min(width, int(self._rank_of[tag_id])) if tag_id < len(self._rank_of) else width
+                    if columns == 0:
+                        continue
+                    if columns <= 2:  # one pass over a column or two (a few ms at 4M clips)
+                        where = (rows[:, :columns] == tag_id).any(axis=1)
+                        if mode == "all":
+                            held += where
+                        else:
+                            held |= where
+                        continue
+                    hit = np.flatnonzero(rows[:, :columns].reshape(-1) == tag_id) // columns
                     if mode == "all":
-                        held[np.flatnonzero(flat == tag_id) // width] += 1
+                        held[hit] += 1
                     else:
-                        held[np.flatnonzero(flat == tag_id) // width] = True
+                        held[hit] = True
                 self._masks[key] = held if mode == "any" else held == len(key[0])
             else:
                 # One gather through a lookup table; slot -1 (empty) reads the last entry.
