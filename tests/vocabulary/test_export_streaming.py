@@ -16,6 +16,7 @@ from curation.errors import UsageError
 from curation.ingest.ingest import ingest_path
 from curation.store import exports as store_exports
 from curation.store import vocabulary as store_vocabulary
+from curation.store.schema import FIRST_GENERATED_CAPTION_SQL, ORIGINAL_CAPTIONS_SQL
 from curation.vocabulary import export as export_module
 from curation.vocabulary.decisions import Decision, record_decision
 from curation.vocabulary.export import export_vocabulary
@@ -108,3 +109,22 @@ def test_the_tag_matrix_read_in_clip_key_ranges_equals_the_matrix_read_at_once(c
         assert np.array_equal(parts.slot_extractors, whole.slot_extractors)
         assert np.array_equal(parts.clip_ids, whole.clip_ids) and parts.tag_texts == whole.tag_texts
         assert parts.version == whole.version and parts.extractors == whole.extractors
+
+
+def test_a_batch_reads_the_same_captions_as_the_per_clip_queries(corpus):
+    """The export reads a batch's captions in one scan; what it reads must be what every other view of a clip shows:
+    the first generated caption by captioner then position, the originals in position order."""
+    corpus.execute("""INSERT INTO captions (clip_key, kind, captioner, position, text)
+                      SELECT clip_key, 'generated', 'aaa-first-captioner', 0,
+                      'an earlier captioner''s caption ' || clip_key FROM clips WHERE clip_key % 4 = 0""")
+    corpus.execute("""INSERT INTO captions (clip_key, kind, captioner, position, text)
+                      SELECT clip_key, 'original', 'human', 7, 'a later original ' || clip_key FROM clips WHERE clip_key % 5 = 0""")
+    corpus.execute("DELETE FROM captions WHERE kind = 'generated' AND clip_key % 6 = 1")  # clips without a caption
+    expected = dict(((cid, (cap, orig)) for cid, cap, orig in corpus.execute(
+        f"SELECT clip_id, {FIRST_GENERATED_CAPTION_SQL}, {ORIGINAL_CAPTIONS_SQL} FROM clips c").fetchall()))
+    seen = {row["clip_id"]: (row["caption"], row["originals"])
+            for batch in store_exports.export_clip_rows(corpus, 13) for row in batch}
+    assert seen == expected
+    assert sum(cap is None for cap, _ in seen.values()) > 10
+    assert sum(cap.startswith("an earlier") for cap, _ in seen.values() if cap) > 10
+    assert sum(len(orig or []) >= 2 for _, orig in seen.values()) > 3
