@@ -3,6 +3,7 @@ memory): the file is the same whatever the batch and block sizes, lhotse reads e
 and a failure mid-export leaves no file behind."""
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 
@@ -128,3 +129,32 @@ def test_a_batch_reads_the_same_captions_as_the_per_clip_queries(corpus):
     assert sum(cap is None for cap, _ in seen.values()) > 10
     assert sum(cap.startswith("an earlier") for cap, _ in seen.values() if cap) > 10
     assert sum(len(orig or []) >= 2 for _, orig in seen.values()) > 3
+
+
+def test_the_cyclic_gc_is_paused_while_cuts_are_written_and_restored_on_every_path(corpus, tmp_path, monkeypatch):
+    """The export pauses Python's cyclic GC in its batch loop (at 4M clips it walked every live object again and
+    again: ~25 s of a 3-minute budget); a failure must not leave it off for the rest of the app's life."""
+    seen = []
+    real_cut = export_module._cut
+
+    def watching_cut(clip, tags, channels):
+        seen.append(gc.isenabled())
+        if len(seen) == 50 and tmp_path.joinpath("failing").exists():
+            raise OSError("disk full")
+        return real_cut(clip, tags, channels)
+
+    monkeypatch.setattr(export_module, "_cut", watching_cut)
+    assert gc.isenabled()
+    export_vocabulary(corpus, k=8, out_dir=tmp_path / "ok", by="ana")
+    assert seen and not any(seen) and gc.isenabled()
+    tmp_path.joinpath("failing").touch()
+    seen.clear()
+    with pytest.raises(OSError, match="disk full"):
+        export_vocabulary(corpus, k=8, out_dir=tmp_path / "failed", by="ana")
+    assert len(seen) == 50 and gc.isenabled()
+    gc.disable()  # an app that runs with the GC off keeps it off
+    try:
+        export_vocabulary(corpus, k=8, out_dir=tmp_path / "ok2", by="ana")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
