@@ -315,7 +315,7 @@ def _intersect(keys: np.ndarray | None, other: np.ndarray | None) -> np.ndarray 
 
 
 def _canonical_mask(view: VocabularyView, state: CurationState, tags: tuple[str, ...], mode: str) -> np.ndarray:
-    position = pd.Index(view.ranking["tag"]).get_indexer([state.canonical(tag) for tag in tags])
+    position = view.positions_of([state.canonical(tag) for tag in tags])
     known = np.unique(view.ranking["tag_id"].to_numpy()[position[position >= 0]])
     if not len(known) or (mode == "all" and (position < 0).any()):
         # No clip carries an unknown or pruned tag: "all" then matches nothing, "any" ignores it.

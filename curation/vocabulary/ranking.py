@@ -204,6 +204,16 @@ class VocabularyView:
         """Per clip row: canonical tag ids sorted by rank (-1 padded)."""
         return self._rows.full()
 
+    def positions_of(self, tags: list[str]) -> np.ndarray:
+        """Each tag's row in ``ranking`` (-1: not a ranked canonical tag)."""
+        return np.array([self._position_of_tag.get(tag, -1) for tag in tags], dtype=np.int64)
+
+    @cached_property
+    def _position_of_tag(self) -> dict[str, int]:
+        # Made once per view: a pandas Index of 100,000 tag texts, built per request, cost each canonical-tag
+        # Browse page ~25 ms (its uniqueness check) at issue 17's scale.
+        return {tag: i for i, tag in enumerate(self.ranking["tag"].tolist())}
+
     def top_k(self, k: int) -> list[str]:
         return self.ranking["tag"].iloc[:k].tolist()
 
@@ -385,6 +395,12 @@ class _PatchedRows:
 
     def full(self) -> np.ndarray:
         out = _widened(self.base, self.width)
+        if not len(self.rows) and out is self.base:
+            # Nothing patched: the base itself, read-only (it is never written once made). Copying it cost the first
+            # Browse page with a canonical-tag filter ~55 ms at 4M clips.
+            out = self.base.view()
+            out.flags.writeable = False
+            return out
         out = out.copy() if out is self.base else out
         out[self.rows] = _widened(self.values, self.width)
         return out
