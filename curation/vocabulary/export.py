@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -171,6 +172,20 @@ class _BlockGzipWriter:
 EXPORT_DUCKDB_MEMORY = "2GiB"
 
 
+@contextmanager
+def _cyclic_gc_paused():
+    """Python's cyclic garbage collector off for the block, back as it was afterwards, error or not. Writing the cuts
+    makes ~300,000 short-lived, acyclic objects per batch (rows, cuts) that reference counting frees; the collections
+    they set off walked every live object again and again (~25 s of the 4M export)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def export_vocabulary(con: duckdb.DuckDBPyConnection, *, k: int, out_dir: Path, by: str | None = None,
                       rank_by: str = "tfidf", channels: str = "first",
                       min_duration_s: float = RECIPE_MIN_DURATION_S, max_duration_s: float = RECIPE_MAX_DURATION_S,
@@ -229,57 +244,50 @@ def _export_vocabulary(con: duckdb.DuckDBPyConnection, *, k: int, out_dir: Path,
     row = 0  # the view's rows are the corpus's clips in clip_key order, as export_clip_rows reads them
     tmp_cuts = out_dir / "cuts.jsonl.gz.partial"
     writer = _BlockGzipWriter(tmp_cuts, digest)
-    gc_was_enabled = gc.isenabled()
-    # The cyclic garbage collector is paused while the cuts are written: each batch makes ~300,000 short-lived,
-    # acyclic objects (rows, cuts), freed by reference counting, and the collections they set off walked every live
-    # object again and again (the vocabulary's per-clip dict of 4M entries among them). Re-enabled on every path.
-    gc.disable()
     try:
         # A batch of clips at a time (store_exports.EXPORT_BATCH_CLIPS): memory holds one batch of captions and
         # of tags, whatever the corpus size.
-        for batch in store_exports.export_clip_rows(con):
-            in_view = max(0, min(len(batch), view.n_clips - row))
-            batch_tags = view.tags_of_rows(k, np.arange(row, row + in_view)) + [[]] * (len(batch) - in_view)
-            for clip, tags in zip(batch, batch_tags):
-                if row < view.n_clips and view.clip_ids[row] != clip["clip_id"]:
-                    raise UtsError(f"clip {clip['clip_id']!r} is not the vocabulary's clip {view.clip_ids[row]!r} "
-                                   "at this place: the corpus changed during the export; export again")
-                row += 1  # clips ingested after the vocabulary was computed have no tag in it: counted below
-                if not tags:
-                    dropped[DROP_NO_TAG] += 1
-                    continue
-                if not clip["duration_s"]:
-                    dropped[DROP_NO_DURATION] += 1  # a cut without a duration cannot be trained on
-                    note_example(DROP_NO_DURATION, clip["clip_id"])
-                    continue
-                if not min_duration_s <= clip["duration_s"] <= max_duration_s:
-                    if drop_out_of_window:
-                        dropped[f"{DROP_OUT_OF_WINDOW} {window}"] += 1
+        with _cyclic_gc_paused():
+            for batch in store_exports.export_clip_rows(con):
+                in_view = max(0, min(len(batch), view.n_clips - row))
+                batch_tags = view.tags_of_rows(k, np.arange(row, row + in_view)) + [[]] * (len(batch) - in_view)
+                for clip, tags in zip(batch, batch_tags):
+                    if row < view.n_clips and view.clip_ids[row] != clip["clip_id"]:
+                        raise UtsError(f"clip {clip['clip_id']!r} is not the vocabulary's clip {view.clip_ids[row]!r} "
+                                       "at this place: the corpus changed during the export; export again")
+                    row += 1  # clips ingested after the vocabulary was computed have no tag in it: counted below
+                    if not tags:
+                        dropped[DROP_NO_TAG] += 1
                         continue
-                    counts["out_of_window_kept"] += 1
-                    note_example("out_of_window_kept", clip["clip_id"])
-                if not clip["probed"]:
-                    if require_audio:
-                        dropped[DROP_NO_AUDIO] += 1
+                    if not clip["duration_s"]:
+                        dropped[DROP_NO_DURATION] += 1  # a cut without a duration cannot be trained on
+                        note_example(DROP_NO_DURATION, clip["clip_id"])
                         continue
-                    counts["not_read_here"] += 1
-                    note_example("not_read_here", clip["clip_id"])
-                if (clip["num_channels"] or 1) > 1 and len(clip["cut_channels"] or range(clip["num_channels"])) > 1:
-                    counts["multi_channel"] += 1
-                if not clip["caption"]:
-                    counts["without_caption"] += 1
-                # orjson: half the time of json.dumps on these 3 KB lines (a minute less at 4M cuts).
-                writer.write(orjson.dumps(_cut(clip, tags, channels), option=orjson.OPT_APPEND_NEWLINE))
-                kept += 1
+                    if not min_duration_s <= clip["duration_s"] <= max_duration_s:
+                        if drop_out_of_window:
+                            dropped[f"{DROP_OUT_OF_WINDOW} {window}"] += 1
+                            continue
+                        counts["out_of_window_kept"] += 1
+                        note_example("out_of_window_kept", clip["clip_id"])
+                    if not clip["probed"]:
+                        if require_audio:
+                            dropped[DROP_NO_AUDIO] += 1
+                            continue
+                        counts["not_read_here"] += 1
+                        note_example("not_read_here", clip["clip_id"])
+                    if (clip["num_channels"] or 1) > 1 and len(clip["cut_channels"] or range(clip["num_channels"])) > 1:
+                        counts["multi_channel"] += 1
+                    if not clip["caption"]:
+                        counts["without_caption"] += 1
+                    # orjson: half the time of json.dumps on these 3 KB lines (a minute less at 4M cuts).
+                    writer.write(orjson.dumps(_cut(clip, tags, channels), option=orjson.OPT_APPEND_NEWLINE))
+                    kept += 1
     except BaseException:
         writer.close()
         tmp_cuts.unlink(missing_ok=True)
         if created_dir and not any(out_dir.iterdir()):
             out_dir.rmdir()
         raise
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     writer.close()
     if kept == 0:
         tmp_cuts.unlink(missing_ok=True)

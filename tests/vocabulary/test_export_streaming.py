@@ -113,13 +113,14 @@ def test_the_tag_matrix_read_in_clip_key_ranges_equals_the_matrix_read_at_once(c
 
 
 def test_a_batch_reads_the_same_captions_as_the_per_clip_queries(corpus):
-    """The export reads a batch's captions in one scan; what it reads must be what every other view of a clip shows:
-    the first generated caption by captioner then position, the originals in position order."""
+    """A batch's captions are read by range for the whole batch; what it reads must be what every other view of a clip
+    shows: the first generated caption by captioner then position, the originals in position order."""
     corpus.execute("""INSERT INTO captions (clip_key, kind, captioner, position, text)
                       SELECT clip_key, 'generated', 'aaa-first-captioner', 0,
                       'an earlier captioner''s caption ' || clip_key FROM clips WHERE clip_key % 4 = 0""")
     corpus.execute("""INSERT INTO captions (clip_key, kind, captioner, position, text)
-                      SELECT clip_key, 'original', 'human', 7, 'a later original ' || clip_key FROM clips WHERE clip_key % 5 = 0""")
+                      SELECT clip_key, 'original', 'human', 7, 'a later original ' || clip_key
+                      FROM clips WHERE clip_key % 5 = 0""")
     corpus.execute("DELETE FROM captions WHERE kind = 'generated' AND clip_key % 6 = 1")  # clips without a caption
     expected = dict(((cid, (cap, orig)) for cid, cap, orig in corpus.execute(
         f"SELECT clip_id, {FIRST_GENERATED_CAPTION_SQL}, {ORIGINAL_CAPTIONS_SQL} FROM clips c").fetchall()))
