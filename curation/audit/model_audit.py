@@ -49,7 +49,8 @@ from curation.store import model_audit as store_model_audit
 from curation.store import runs as store_runs
 
 FEATURE_KINDS = ("encoder", "fbank", "both")
-FBANK_STATS = ("moments", "dynamics", "decay")   # training.oos_scores.FBANK_STATS (the library imports no training code)
+FBANK_STATS = ("moments", "dynamics", "decay", "fine-decay")  # training.oos_scores.FBANK_STATS (no training import)
+DEFAULT_FBANK_STATS = "fine-decay"      # training.oos_scores.DEFAULT_FBANK_STATS
 REPEATS = 3                             # training.oos_scores.REPEATS: cross-fits averaged over fold seeds
 SCORES_DIR = "model_audit"
 SCORES_FILE = "oos_scores.npz"
@@ -187,7 +188,8 @@ def read_oos_scores(run_dir: Path) -> OosScores:
 
 
 def compute_oos_scores(run_dir: Path, *, folds: int, features: str = "both", device: str = "cpu",
-                       python: str | None = None, fbank_stats: str = "decay", repeats: int = REPEATS) -> dict:
+                       python: str | None = None, fbank_stats: str = DEFAULT_FBANK_STATS,
+                       repeats: int = REPEATS) -> dict:
     """Run ``python -m training.oos_scores`` on the run directory (torch stays out of this process)."""
     command = [python or sys.executable, "-m", "training.oos_scores", "--run", str(run_dir), "--folds", str(folds),
                "--features", features, "--device", device, "--fbank-stats", fbank_stats, "--repeats", str(repeats)]
@@ -198,7 +200,7 @@ def compute_oos_scores(run_dir: Path, *, folds: int, features: str = "both", dev
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _scores_current(run_dir: Path, folds: int, features: str, fbank_stats: str = "decay",
+def _scores_current(run_dir: Path, folds: int, features: str, fbank_stats: str = DEFAULT_FBANK_STATS,
                     repeats: int = REPEATS) -> bool:
     meta_path = scores_path(run_dir).with_name(META_FILE)
     if not scores_path(run_dir).is_file() or not meta_path.is_file():
@@ -235,7 +237,7 @@ def _run_dir(con: duckdb.DuckDBPyConnection, run_id: str) -> Path:
 
 
 def run_model_audit(con: duckdb.DuckDBPyConnection, run_id: str, *, folds: int = 5, features: str = "both",
-                    device: str = "cpu", recompute: bool = False, fbank_stats: str = "decay",
+                    device: str = "cpu", recompute: bool = False, fbank_stats: str = DEFAULT_FBANK_STATS,
                     repeats: int = REPEATS) -> ModelAudit:
     """Score (or reuse the scores of) a finished run, find suspects, store everything for the run (replacing a
     previous audit of it, in one transaction) and return them."""

@@ -34,11 +34,13 @@ def add_commands(commands, db_argument) -> None:
                        help="what the held-out heads see: the run's frozen encoder's pooled frames, label-free "
                             "log-mel statistics, or both (default: found the planted demo biases best, "
                             "bench/model_audit_eval.py)")
-    audit.add_argument("--fbank-stats", choices=("moments", "dynamics", "decay"), default="decay",
+    # curation.audit.model_audit.FBANK_STATS / DEFAULT_FBANK_STATS, written out: the parser is built for every
+    # command and importing that module (pandas) here would slow them all (a test keeps the two equal).
+    audit.add_argument("--fbank-stats", choices=("moments", "dynamics", "decay", "fine-decay"), default="fine-decay",
                        help="log-mel statistics the heads see: moments (mean, std per bin), dynamics (also how "
-                            "levels rise, fall and fluctuate) or decay (dynamics plus how fast levels fall and rise, "
-                            "binned by the room decay time they match; default: it predicts the captioner's labels "
-                            "best out of sample)")
+                            "levels rise, fall and fluctuate), decay (dynamics plus how fast levels fall and rise, "
+                            "binned by the room decay time they match) or fine-decay (also those rates per mel bin "
+                            "over 30 ms; default: it predicts the captioner's labels best out of sample)")
     audit.add_argument("--repeats", type=int, default=3,
                        help="cross-fits with different fold seeds, averaged (default 3)")
     audit.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where clips are encoded")

@@ -15,6 +15,8 @@ from run_dirs import finish, write_config
 
 from curation import store
 from curation.audit.model_audit import (
+    DEFAULT_FBANK_STATS,
+    FBANK_STATS,
     ModelAuditError,
     OosScores,
     confident_thresholds,
@@ -25,6 +27,7 @@ from curation.audit.model_audit import (
     suspect_mask,
     tag_estimates,
 )
+from curation.cli.main import build_parser
 from curation.cli.main import main as cli_main
 from curation.store import model_audit as store_model_audit
 
@@ -203,6 +206,17 @@ def test_cli_finds_planted_noise_above_chance_and_keeps_the_json_contract(plante
     assert cli_main(["model-audit", "--db", str(db_path), "--run", "r1", "--folds", "4", "--features", "fbank",
                      "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == suspects
+
+
+def test_the_command_the_library_and_the_scorer_offer_the_same_log_mel_settings():
+    """The CLI writes the settings out (building its parser must not import pandas), the library repeats the
+    scorer's (it imports no torch): a setting added to one and not the others would be refused or silently ignored."""
+    from training import oos_scores
+
+    assert (FBANK_STATS, DEFAULT_FBANK_STATS) == (oos_scores.FBANK_STATS, oos_scores.DEFAULT_FBANK_STATS)
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    option = next(a for a in commands.choices["model-audit"]._actions if a.dest == "fbank_stats")
+    assert (tuple(option.choices), option.default) == (FBANK_STATS, DEFAULT_FBANK_STATS)
 
 
 def test_unknown_or_unfinished_runs_are_refused(planted, db_path, capsys):

@@ -14,6 +14,8 @@ from training.oos_scores import (
     DECAY_DIM,
     DECAY_T60_EDGES_S,
     DYNAMICS_DIM,
+    FINE_DECAY_BAND_GROUPS,
+    FINE_DECAY_WINDOW_FRAMES,
     cross_fit,
     fbank_decay_rates,
     fbank_dynamics,
@@ -143,6 +145,42 @@ def test_a_reverberant_tone_decays_at_its_room_rate_where_a_dry_one_stops():
     assert int(np.argmax(long_room[:STEADY_BIN])) == _fall_bin(1.0)
 
 
+def test_per_bin_decay_rates_hear_a_dry_chord_change_stop_where_a_room_lets_it_ring():
+    """Sustained chords that change every half second with no gap (organ-like, no drums: the demo's hardest case
+    for hearing a room), dry and through a room-like impulse response. Per mel bin over 30 ms (the "fine-decay"
+    features) the dry notes that end stop faster than 100 ms; through a room almost none does, they ring at the room's
+    rate. The 20 band groups over 100 ms smear the same dry stops into slow falls: no fast fall in either."""
+    import torch
+
+    from training.features import SAMPLE_RATE_HZ, Frontend
+
+    rng = np.random.default_rng(0)
+    t = np.arange(4 * SAMPLE_RATE_HZ) / SAMPLE_RATE_HZ
+    first = (t % 1.0) < 0.5
+    dry = (sum(0.2 * np.sin(2 * np.pi * f * t) for f in (262, 330, 392)) * first
+           + sum(0.2 * np.sin(2 * np.pi * f * t) for f in (294, 370, 440)) * ~first)
+
+    def reverberant(t60_s: float) -> np.ndarray:
+        tail = np.arange(int(t60_s * SAMPLE_RATE_HZ)) / SAMPLE_RATE_HZ
+        wet = np.convolve(dry, rng.standard_normal(len(tail)) * np.exp(-6.91 * tail / t60_s))[: len(dry)]
+        return 0.6 * dry + 0.4 * wet * np.sqrt((dry ** 2).mean() / (wet ** 2).mean())
+
+    def rates(x: np.ndarray, **kwargs) -> np.ndarray:
+        with torch.no_grad():
+            frames, n_frames = Frontend()(torch.from_numpy(x).float()[None], torch.tensor([len(x)]))
+        return fbank_decay_rates(frames[0, : int(n_frames[0])].numpy(), **kwargs)
+
+    fine = {"groups": FINE_DECAY_BAND_GROUPS, "window": FINE_DECAY_WINDOW_FRAMES}
+    fast_falls = slice(0, _fall_bin(0.1))                            # a 60 dB fall within 100 ms or faster
+    dry_fast = rates(dry, **fine)[fast_falls].sum()
+    assert dry_fast > 0.01
+    for t60_s in (0.5, 1.0):
+        room = rates(reverberant(t60_s), **fine)
+        assert room[fast_falls].sum() < dry_fast / 10
+        assert room[_fall_bin(0.3): _fall_bin(1.2) + 1].sum() > 0.2   # its falls sit in the room's T60 bins
+    assert rates(dry)[fast_falls].sum() == 0.0                      # 20 groups, 100 ms: the stops are smeared
+
+
 def test_a_learnable_tag_is_scored_well_out_of_sample():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((100, 8)).astype(np.float32)
@@ -164,10 +202,10 @@ def test_a_finished_run_is_scored_into_its_run_directory(tiny_run, capsys):
     assert main(["--run", str(tiny_run), "--folds", "3", "--features", "both"]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert (meta["folds"], meta["features"], meta["n_clips"], meta["n_tags"]) == (3, "both", 24, 4)
-    assert (meta["fbank_stats"], meta["repeats"]) == ("decay", 3)
+    assert (meta["fbank_stats"], meta["repeats"]) == ("fine-decay", 3)
     # tiny encoder: d_model 64, mean + std -> 128; fbank: 80 mel bins, mean + std -> 160, + their dynamics and
-    # decay rates
-    assert meta["feature_dim"] == 128 + 160 + DYNAMICS_DIM + DECAY_DIM == 128 + 160 + 200 + 19
+    # decay rates of 20 band groups and of every bin
+    assert meta["feature_dim"] == 128 + 160 + DYNAMICS_DIM + 2 * DECAY_DIM == 128 + 160 + 200 + 2 * 19
     with np.load(tiny_run / "model_audit" / "oos_scores.npz") as data:
         assert data["scores"].shape == data["targets"].shape == (24, 4)
         assert ((data["scores"] >= 0) & (data["scores"] <= 1)).all()
@@ -176,8 +214,11 @@ def test_a_finished_run_is_scored_into_its_run_directory(tiny_run, capsys):
         clip = list(data["clip_ids"]).index("clip-3")
         assert list(data["targets"][clip]) == [1, 0, 1, 1]  # clip 3: tone, high (odd), noise (multiple of 3)
     assert json.loads((tiny_run / "model_audit" / "oos_scores.json").read_text()) == meta
-    # The second version's log-mel features (dynamics, no decay rates) and the first (moments only, one
-    # cross-fit) stay available.
+    # The third version's log-mel features (band-group decay rates only), the second (dynamics, no decay rates)
+    # and the first (moments only, one cross-fit) stay available.
+    assert main(["--run", str(tiny_run), "--folds", "3", "--features", "fbank", "--fbank-stats", "decay"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert (meta["feature_dim"], meta["fbank_stats"]) == (160 + DYNAMICS_DIM + DECAY_DIM, "decay")
     assert main(["--run", str(tiny_run), "--folds", "3", "--features", "fbank", "--fbank-stats", "dynamics"]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert (meta["feature_dim"], meta["fbank_stats"]) == (160 + DYNAMICS_DIM, "dynamics")
