@@ -15,7 +15,7 @@ Then the loop is closed once (``second_round``): the first run's merge evidence 
 cannot tell apart), accepted by a simulated curator where both tags are surface forms of one demo concept, then
 export, pre-training and model audit again (run r2), evaluated the same way.
 
-Example: ``.venv/bin/python bench/model_audit_eval.py --work /tmp/uts_model_audit [--clips 600 --steps 150]
+Example: ``.venv/bin/python bench/model_audit_eval.py --work /tmp/uts_model_audit [--clips 600 --steps 150 --seed 0]
 [--json-out /tmp/ma.json]``
 """
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="an empty or missing folder")
     parser.add_argument("--clips", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0, help="the demo corpus's seed (0: the demo `make demo` builds)")
     parser.add_argument("--k", type=int, default=60)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--folds", type=int, default=5)
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     timings: dict[str, float] = {}
     loop_started = time.perf_counter()
-    step("demo corpus", [py, "-m", "curation", "demo", "--db", str(db), "--clips", str(args.clips)], timings, env)
+    step("demo corpus", [py, "-m", "curation", "demo", "--db", str(db), "--clips", str(args.clips),
+                           "--seed", str(args.seed)], timings, env)
     groups = json.loads(step("merge suggestions", [py, "-m", "curation", "suggest-merges", "--db", str(db), "--top",
                                                    "40", "--json"], timings, env))
     started = time.perf_counter()
