@@ -1,14 +1,17 @@
 """Runs: launch pre-training (one export or a sweep over K), follow a run live, cancel it, read its probe results,
-per-tag AP against tag frequency and audit precision, and its lineage back to the curation decisions."""
+audit the captioner with a finished run's model, per-tag AP against tag frequency and audit precision, and its
+lineage back to the curation decisions."""
 import plotly.express as px
 import streamlit as st
 
+from curation.audit.model_audit import run_model_audit, scores_written
 from curation.errors import UtsError
 from curation.runs.backends import BACKENDS, DEVICES, OBJECTIVES, SIZES
 from curation.runs.compare import audit_campaign_names, exports_table, lineage, run_detail, runs_table, tag_ap_frame
 from curation.runs.follow import cancel_run, refresh_runs
 from curation.runs.launch import LaunchRequest, default_sweep_ks, launch_runs, parse_key_values, total_steps
 from curation.runs.manage import archive_runs
+from curation.store import model_audit as store_model_audit
 from ui.db import db_cursor
 from ui.runs import curve_figures, reattach_runs, run_label
 from ui.state import flash, require_name, show_flash, tag_matrix, vocabulary_view
@@ -67,6 +70,11 @@ with st.expander("Launch a run", expanded=st.session_state.get("launch_open", Fa
                                 key="launch_workdir") or None
         python = s2.text_input("Python on the cluster", placeholder="this app's python", key="launch_python") or None
     probes = st.text_area("Probe tasks to run afterwards (one task CSV path per line)", key="launch_probes")
+    audit_folds = st.number_input(
+        "Model-audit folds after training (0 = off)", 0, 100, 0, key="launch_audit_folds",
+        help="k >= 2: the job also scores every clip of the export out of sample (k folds, on the job's device), "
+             "so that auditing the captioner with this run afterwards reuses the scores instead of encoding the "
+             "corpus on this machine.")
     a1, a2 = st.columns(2)
     env_text = a1.text_area("Environment overrides (KEY=VALUE per line)", key="launch_env")
     set_text = a2.text_area("More training settings (key=value per line, e.g. val_every=100)", key="launch_set")
@@ -79,7 +87,7 @@ with st.expander("Launch a run", expanded=st.session_state.get("launch_open", Fa
                     objective=objective, size=size, steps=int(steps), device=device, gpus=int(gpus),
                     nodes=int(nodes), batch_seconds=float(batch_seconds), lr=float(lr), export_id=export_id,
                     ks=ks, probe_tasks=tuple(p.strip() for p in probes.splitlines() if p.strip()),
-                    backend=backend, env=parse_key_values(env_text, "environment overrides"),
+                    audit_folds=int(audit_folds), backend=backend, env=parse_key_values(env_text, "environment overrides"),
                     extra_set=tuple(f"{k}={v}" for k, v in parse_key_values(set_text, "training settings").items()),
                     partition=partition, time_limit=time_limit, workdir=workdir, python=python, by=name)
                 new_ids = launch_runs(db_cursor(), request)
@@ -169,6 +177,37 @@ else:
     st.dataframe(detail.probes.drop(columns=["run_id"]), hide_index=True, width="stretch", key="probe_table",
                  column_config={"mean": st.column_config.NumberColumn(format="%.4f"),
                                 "std": st.column_config.NumberColumn(format="%.4f")})
+
+st.subheader("Model audit")
+model_audit = store_model_audit.audit_row(db_cursor(), run_id)
+if model_audit is not None:
+    disputed = store_model_audit.suspect_tags(db_cursor(), run_id)
+    st.write(f"Audited {model_audit['created_at']:%Y-%m-%d %H:%M} ({model_audit['folds']} folds, "
+             f"{model_audit['features']} features): the model disputes {int(disputed['suspects'].sum()):,} "
+             f"tag assertions or omissions on {model_audit['n_clips']:,} clips.")
+    st.page_link("views/browse.py", label="Browse the clips it disputes (filter: the model disputes a tag)",
+                 icon=":material/search:")
+    st.page_link("views/audit_dashboard.py", label="The model's view beside an audit (Captioner bias page)",
+                 icon=":material/fact_check:")
+elif run["state"] != "finished":
+    st.caption("Once the run has finished, its model can audit the captioner: every clip of its export scored "
+               "by a head that never saw the clip's labels, the tags it disputes ranked as suspects.")
+else:
+    folds = int((run["config"] or {}).get("audit_folds") or 5)
+    ready = scores_written(run["run_dir"], folds)
+    st.caption(f"The job wrote its out-of-sample scores ({folds} folds): auditing stores them in seconds." if ready
+               else f"Auditing scores every clip of the export on this machine first ({folds} folds, CPU; about "
+                    "20 s for the 600-clip demo). Launch runs with model-audit folds to have the job do it.")
+    if st.button("Audit the captioner with this run", key="model_audit_button"):
+        try:
+            with st.spinner("Scoring and storing the model audit..."):
+                result = run_model_audit(db_cursor(), run_id, folds=folds)
+        except UtsError as exc:
+            st.error(str(exc))
+        else:
+            flash(f"Model audit of {run_id}: {len(result.suspects):,} suspects"
+                  + (" (the job's scores reused)." if result.reused_scores else "."))
+            st.rerun()
 
 st.subheader("Per-tag AP")
 campaigns = audit_campaign_names(db_cursor())

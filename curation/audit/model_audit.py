@@ -220,6 +220,12 @@ def _scores_current(run_dir: Path, folds: int, features: str, fbank_stats: str =
     return features == "fbank" or not checkpoint.is_file() or checkpoint.stat().st_mtime <= meta_path.stat().st_mtime
 
 
+def scores_written(run_dir: str | Path, folds: int, *, features: str = "both") -> bool:
+    """Whether the run directory holds current out-of-sample scores for these settings (the defaults: what a job
+    launched with model-audit folds writes), so that ``run_model_audit`` will reuse them."""
+    return _scores_current(Path(run_dir), folds, features)
+
+
 def _run_dir(con: duckdb.DuckDBPyConnection, run_id: str) -> Path:
     run = store_runs.get_run(con, run_id)
     if run is None:

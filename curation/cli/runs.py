@@ -37,6 +37,9 @@ def add_commands(commands, db_argument) -> None:
     launch.add_argument("--lr", type=float, help="peak learning rate")
     launch.add_argument("--probe-task", action="append", default=[], metavar="TASK.csv",
                         help="probe this task after training (repeatable)")
+    launch.add_argument("--audit-folds", type=int, default=0, metavar="K",
+                        help="after training (and probes), also score every clip out of sample with K folds on the "
+                             "job's device, for `model-audit` to reuse (default 0: off)")
     launch.add_argument("--backend", choices=("local", "slurm"), default="local")
     launch.add_argument("--partition", help="Slurm partition")
     launch.add_argument("--time", dest="time_limit", help="Slurm time limit, e.g. 24:00:00")
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 objective=args.objective, size=args.size, steps=args.steps, device=args.device, gpus=args.gpus,
                 nodes=args.nodes, batch_seconds=args.batch_seconds, lr=args.lr, export_id=args.export_id,
                 ks=tuple(args.k or ()), rank_by=args.rank_by, probe_tasks=tuple(args.probe_task),
-                backend=args.backend, env=env, extra_set=tuple(args.extra_set), partition=args.partition,
+                audit_folds=args.audit_folds, backend=args.backend, env=env, extra_set=tuple(args.extra_set), partition=args.partition,
                 time_limit=args.time_limit, workdir=args.workdir, python=args.python, by=args.by)
             run_ids = launch.launch_runs(con, request, runs_root=Path(args.runs_dir) if args.runs_dir else None,
                                        exports_root=Path(args.exports_dir) if args.exports_dir else None)

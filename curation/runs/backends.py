@@ -1,4 +1,5 @@
-"""Backends that run a training job (pre-training, then probes) outside the app: a local process group or Slurm.
+"""Backends that run a training job (pre-training, then probes, then optionally the model audit's out-of-sample
+scores) outside the app: a local process group or Slurm.
 
 Place in the flow: export -> (this module starts) ``python -m training.pretrain`` / ``training.probe`` -> a run
 directory that ``curation.runs`` imports. Nothing here touches the database: ``curation.runs`` records what
@@ -64,6 +65,10 @@ class JobSpec:
     lr: float | None = None  # --set lr=...
     extra_set: tuple[str, ...] = ()  # further key=value overrides of the training config
     probe_tasks: tuple[str, ...] = ()  # task CSV paths probed after training, in order
+    # k >= 2: after the probes, score every clip of the export out of sample with k folds on the job's device
+    # (``training.oos_scores``, the model audit's settings), so that ``model-audit`` on the finished run reuses
+    # the scores instead of encoding the corpus again on the app's machine; 0: not part of the job.
+    audit_folds: int = 0
     env: dict = field(default_factory=dict)  # environment overrides (strings)
     python: str = sys.executable  # interpreter of the job (the app's own by default)
     workdir: Path = PROJECT_ROOT  # folder the job runs in (holds the training package)
@@ -82,6 +87,9 @@ class JobSpec:
             problems.append(f"steps {self.steps}: expected at least 1")
         if self.gpus < 1 or self.nodes < 1:
             problems.append(f"{self.nodes} nodes x {self.gpus} processes: expected at least 1 of each")
+        if self.audit_folds and self.audit_folds < 2:
+            problems.append(f"model-audit folds {self.audit_folds}: expected 0 (off) or at least 2 (each clip is "
+                            "scored by a head fitted without it)")
         for item in self.extra_set:
             if "=" not in item:
                 problems.append(f"--set {item!r}: expected key=value")
@@ -141,6 +149,13 @@ def probe_argv(job: JobSpec, task: str) -> list[str]:
     return [job.python, "-m", "training.probe", "--checkpoint", run_dir, "--task", str(task), "--out", run_dir]
 
 
+def audit_scores_argv(job: JobSpec) -> list[str]:
+    """The model audit's scoring step with its default features, so that ``model-audit --folds k`` finds the
+    scores current and reuses them."""
+    return [job.python, "-m", "training.oos_scores", "--run", str(Path(job.run_dir).resolve()), "--folds",
+            str(job.audit_folds), "--device", job.device]
+
+
 def _env_lines(job: JobSpec) -> list[str]:
     env = {"PYTHONUNBUFFERED": "1", **{str(k): str(v) for k, v in job.env.items()}}
     return [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
@@ -168,14 +183,30 @@ def _probe_lines(job: JobSpec, log: str) -> list[str]:
     return lines
 
 
+def _audit_lines(job: JobSpec, log: str) -> list[str]:
+    if not job.audit_folds:
+        return []
+    command = shlex.join(audit_scores_argv(job))
+    return [f"printf '[job] %s model-audit scores: %s\\n' \"$(date -u +%H:%M:%S)\" {shlex.quote(command)} >> {log}",
+            f"{command} >> {log} 2>&1",
+            "rc=$?",
+            'if [ "$rc" -ne 0 ]; then write_exit "model-audit scores" "$rc"; exit "$rc"; fi']
+
+
+def _stages(job: JobSpec) -> str:
+    return (f"{len(job.probe_tasks)} probe task(s)"
+            + (f", model-audit scores ({job.audit_folds} folds)" if job.audit_folds else ""))
+
+
 def driver_script(job: JobSpec) -> str:
-    """RUN_DIR/job.sh: train, then each probe; output appended to train.log; job_exit.json at the end."""
+    """RUN_DIR/job.sh: train, then each probe, then the model-audit scores if asked; output appended to train.log;
+    job_exit.json at the end."""
     run_dir = Path(job.run_dir).resolve()
     log = shlex.quote(str(run_dir / LOG_NAME))
     command = shlex.join(train_argv(job))
     return "\n".join([
         "#!/usr/bin/env bash",
-        f"# UTS Studio job {job.run_id}: pre-training, then {len(job.probe_tasks)} probe task(s).",
+        f"# UTS Studio job {job.run_id}: pre-training, then {_stages(job)}.",
         "set -u",
         f"cd {shlex.quote(str(Path(job.workdir).resolve()))}",
         *_env_lines(job),
@@ -185,6 +216,7 @@ def driver_script(job: JobSpec) -> str:
         "rc=$?",
         'if [ "$rc" -ne 0 ]; then write_exit train "$rc"; exit "$rc"; fi',
         *_probe_lines(job, log),
+        *_audit_lines(job, log),
         "write_exit done 0",
         "",
     ])
@@ -215,7 +247,7 @@ def sbatch_script(job: JobSpec, *, port_base: int = 20000) -> str:
     return "\n".join([
         *header,
         f"# UTS Studio job {job.run_id}: {job.nodes} node(s) x {job.gpus} process(es), then "
-        f"{len(job.probe_tasks)} probe task(s) on the first node.",
+        f"{_stages(job)} on the first node.",
         "set -u",
         f"cd {shlex.quote(str(Path(job.workdir).resolve()))}",
         *_env_lines(job),
@@ -229,6 +261,7 @@ def sbatch_script(job: JobSpec, *, port_base: int = 20000) -> str:
         "rc=$?",
         'if [ "$rc" -ne 0 ]; then write_exit train "$rc"; exit "$rc"; fi',
         *_probe_lines(job, log),
+        *_audit_lines(job, log),
         "write_exit done 0",
         "",
     ])

@@ -89,6 +89,7 @@ class LaunchRequest:
     ks: tuple[int, ...] = ()
     rank_by: str = "tfidf"  # ranking of "export now"
     probe_tasks: tuple[str, ...] = ()
+    audit_folds: int = 0  # k >= 2: the job also writes the model audit's out-of-sample scores (JobSpec.audit_folds)
     backend: str = "local"  # local | slurm
     env: dict = field(default_factory=dict)
     extra_set: tuple[str, ...] = ()  # more key=value overrides of TrainConfig
@@ -107,6 +108,8 @@ class LaunchRequest:
             raise UsageError(f"{self.nodes} nodes: a local run uses this machine only; choose the Slurm backend")
         if self.device == "cpu" and self.gpus > 1 and self.backend == "slurm":
             raise UsageError("several processes per node on CPU under Slurm: use device cuda, or 1 process")
+        if self.audit_folds and self.audit_folds < 2:
+            raise UsageError(f"model-audit folds {self.audit_folds}: expected 0 (off) or at least 2")
         for task in self.probe_tasks:
             if not Path(task).is_file():
                 raise UsageError(f"probe task {task}: no such file (expected a task CSV with audio_path,label)")
@@ -167,7 +170,8 @@ def _launch_one(con: duckdb.DuckDBPyConnection, request: LaunchRequest, export: 
         export_dir=export["out_dir"], run_dir=run_dir, objective=request.objective, size=request.size,
         steps=int(request.steps), device=request.device, gpus=int(request.gpus), nodes=int(request.nodes),
         batch_seconds=request.batch_seconds, lr=request.lr, extra_set=tuple(request.extra_set),
-        probe_tasks=tuple(str(Path(t).resolve()) for t in request.probe_tasks), env=dict(request.env),
+        probe_tasks=tuple(str(Path(t).resolve()) for t in request.probe_tasks),
+        audit_folds=int(request.audit_folds), env=dict(request.env),
         python=request.python or sys.executable,
         workdir=Path(request.workdir) if request.workdir else launcher.PROJECT_ROOT,
         partition=request.partition, time_limit=request.time_limit)

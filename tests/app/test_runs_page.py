@@ -28,10 +28,11 @@ def demo_db(db_path, tmp_path):
     return db_path
 
 
-def _launch_from_page(app, *, k: int, steps: int):
+def _launch_from_page(app, *, k: int, steps: int, audit_folds: int = 0):
     app.radio(key="launch_source").set_value("export now at K").run()
     app.number_input(key="launch_k").set_value(k)
     app.number_input(key="launch_steps").set_value(steps)
+    app.number_input(key="launch_audit_folds").set_value(audit_folds)
     app.text_area(key="launch_set").set_value(TRAINING_SETTINGS)
     app.button(key="launch_button").click().run()
     assert not app.exception, app.exception
@@ -72,9 +73,11 @@ def _metric(app, label: str) -> str:
 
 
 def test_a_tiny_cpu_run_launched_from_the_page_finishes_and_its_curve_appears(demo_db, monkeypatch):
+    """... and, launched with model-audit folds, its job scores the clips out of sample, so that the page's
+    model audit button only stores them."""
     app = open_app_page(demo_db, monkeypatch, "views/runs.py", name="ana")
     assert "No runs yet" in app.info[0].value
-    _launch_from_page(app, k=20, steps=3)
+    _launch_from_page(app, k=20, steps=3, audit_folds=3)
     assert "Launched 1 run" in app.success[0].value
     con = store.connect(demo_db)  # same process: DuckDB shares the app's database instance
     try:
@@ -95,6 +98,14 @@ def test_a_tiny_cpu_run_launched_from_the_page_finishes_and_its_curve_appears(de
     assert _values(loss["x"]) == [1, 2, 3]
     assert any(t and t.startswith("AP vs tag frequency") for t in titles)
     assert any("export #1 (K=20" in m.value for m in app.markdown)
+    assert run["config"]["audit_folds"] == 3 and "training.oos_scores" in (Path(run["run_dir"]) / "job.sh").read_text()
+    assert any("The job wrote its out-of-sample scores (3 folds)" in c.value for c in app.caption), \
+        [c.value for c in app.caption]
+    app.button(key="model_audit_button").click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    flashed = [s.value.replace("\\", "") for s in app.success]   # the flash escapes markdown
+    assert any("(the job's scores reused)" in text for text in flashed), flashed
+    assert any("Audited " in m.value and "the model disputes" in m.value for m in app.markdown)
 
 
 def test_cancel_from_the_page_ends_the_run(demo_db, monkeypatch):

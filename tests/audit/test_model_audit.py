@@ -23,6 +23,8 @@ from curation.audit.model_audit import (
     evaluate_planted_biases,
     find_suspects,
     precision_comparison,
+    run_model_audit,
+    scores_written,
     store_audit_of,
     suspect_mask,
     tag_estimates,
@@ -349,3 +351,49 @@ def test_browse_filters_the_clips_the_model_disputes(planted, db_path):
         assert shown(disputed_by_run="r1", disputed_min_score=0.995) == ["clip-03"]
     finally:
         con.close()
+
+
+def test_a_run_launched_with_audit_folds_writes_the_scores_the_model_audit_then_reuses(planted, db_path):
+    """The real trainer and scorer through the local backend: the job trains, then scores every clip of its export
+    out of sample (the model audit's settings); auditing the finished run stores those scores without encoding
+    the corpus again, and finds the planted errors."""
+    from curation.runs import backends
+    from curation.runs.follow import refresh_runs
+    from curation.runs.launch import LaunchRequest, launch_runs
+    from curation.store import runs as store_runs
+
+    con = store.connect(db_path)
+    try:
+        request = LaunchRequest(objective="mtc", size="tiny", steps=2, device="cpu", export_id=1, audit_folds=4,
+                                extra_set=("max_batch_s=8", "max_clip_s=2", "num_workers=0", "val_every=2"),
+                                by="ana")
+        [run_id] = launch_runs(con, request, runs_root=planted.parent)
+        run = store_runs.get_run(con, run_id)
+        assert backends._children[int(run["backend_id"])].wait(timeout=240) == 0
+        assert refresh_runs(con, [run_id]) == [(run_id, "running", "finished")]
+        run_dir = Path(run["run_dir"])
+        log = (run_dir / "train.log").read_text()
+        assert "model-audit scores:" in log and "training.oos_scores" in log
+        assert json.loads((run_dir / "job_exit.json").read_text())["stage"] == "done"
+        assert scores_written(run_dir, 4) and not scores_written(run_dir, 5)
+        written = (run_dir / "model_audit" / "oos_scores.npz").stat().st_mtime_ns
+        audit = run_model_audit(con, run_id, folds=4)
+        assert audit.reused_scores and (run_dir / "model_audit" / "oos_scores.npz").stat().st_mtime_ns == written
+        top = {(r.clip_id, r.tag) for r in audit.suspects.head(len(HALLUCINATED) + len(MISSED)).itertuples()}
+        planted_pairs = {(f"clip-{i:02d}", "high") for i in (*HALLUCINATED, *MISSED)}
+        assert len(top & planted_pairs) >= len(planted_pairs) // 2
+        assert store_model_audit.audit_row(con, run_id)["folds"] == 4
+    finally:
+        con.close()
+
+
+def test_audit_folds_of_one_are_refused_before_anything_runs(tmp_path):
+    from curation.errors import UsageError
+    from curation.runs import backends
+    from curation.runs.launch import LaunchRequest
+
+    with pytest.raises(UsageError, match="model-audit folds 1"):
+        LaunchRequest(export_id=1, audit_folds=1, by="ana").check()
+    with pytest.raises(backends.LaunchError, match="model-audit folds 1"):
+        backends.JobSpec(export_dir="/x", run_dir=tmp_path / "r", audit_folds=1).check()
+    assert not (tmp_path / "r").exists()

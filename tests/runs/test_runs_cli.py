@@ -57,3 +57,7 @@ def test_importing_a_run_directory_and_bad_input(db_path, tmp_path, capsys):
     assert "no run 'nope'" in capsys.readouterr().err
     assert main(["runs", "launch", "--db", str(db_path), "--k", "3", "--env", "oops", "--by", "ana"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["runs", "launch", "--db", str(db_path), "--k", "3", "--audit-folds", "1", "--by", "ana",
+                 "--exports-dir", str(tmp_path / "exports")]) == 2
+    assert "model-audit folds 1: expected 0 (off) or at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "exports").exists()   # refused before anything was exported

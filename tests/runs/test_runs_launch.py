@@ -181,6 +181,24 @@ def test_the_sbatch_script_for_2_nodes_x_4_gpus_has_what_torchrun_needs(tmp_path
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
 
 
+def test_with_audit_folds_both_scripts_score_for_the_model_audit_after_the_probes(tmp_path):
+    job = launcher.JobSpec(export_dir="/data/exports/k800", run_dir=tmp_path / "runs" / "r1", device="cuda", gpus=2,
+                           nodes=2, probe_tasks=("/tasks/esc.csv",), audit_folds=5)
+    run_dir = str((tmp_path / "runs" / "r1").resolve())
+    for script in (launcher.driver_script(job), launcher.sbatch_script(job)):
+        lines = script.splitlines()
+        probe = next(i for i, line in enumerate(lines) if "-m training.probe" in line and not line.startswith("printf"))
+        score = next(i for i, line in enumerate(lines) if "-m training.oos_scores" in line
+                     and not line.startswith("printf"))
+        assert probe < score < lines.index("write_exit done 0")
+        words = shlex.split(lines[score].split(" >> ")[0])
+        assert words[1:] == ["-m", "training.oos_scores", "--run", run_dir, "--folds", "5", "--device", "cuda"]
+        assert lines[score + 2].startswith('if [ "$rc" -ne 0 ]; then write_exit "model-audit scores"')
+        assert "model-audit scores (5 folds)" in script
+        assert subprocess.run(["bash", "-n"], input=script, text=True, check=False).returncode == 0
+    assert "training.oos_scores" not in launcher.driver_script(launcher.JobSpec(export_dir="/x", run_dir=tmp_path))
+
+
 def test_sbatch_job_ids_are_parsed_from_every_output_form():
     assert launcher.parse_sbatch_job_id("4242\n") == "4242"
     assert launcher.parse_sbatch_job_id("4242;cluster-a\n") == "4242"
