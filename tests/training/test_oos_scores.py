@@ -235,5 +235,11 @@ def test_bad_requests_are_refused_with_the_reason(tiny_run, tmp_path, capsys):
         score_run(tiny_run, n_folds=25, features="fbank", device="cpu")
     with pytest.raises(UsageError, match="fbank-stats"):
         score_run(tiny_run, n_folds=3, features="fbank", device="cpu", fbank_stats="spectrum")
+    import torch
+
+    if not torch.cuda.is_available():   # a launched job asking for the GPU on a node without one
+        with pytest.raises(UsageError, match="--device cuda: this machine has no CUDA device"):
+            score_run(tiny_run, n_folds=3, features="fbank", device="cuda")
+        assert not (tiny_run / "model_audit").exists()
     assert main(["--run", str(tmp_path / "missing"), "--features", "fbank"]) == 2
     assert "config.json" in capsys.readouterr().err
