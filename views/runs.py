@@ -87,7 +87,8 @@ with st.expander("Launch a run", expanded=st.session_state.get("launch_open", Fa
                     objective=objective, size=size, steps=int(steps), device=device, gpus=int(gpus),
                     nodes=int(nodes), batch_seconds=float(batch_seconds), lr=float(lr), export_id=export_id,
                     ks=ks, probe_tasks=tuple(p.strip() for p in probes.splitlines() if p.strip()),
-                    audit_folds=int(audit_folds), backend=backend, env=parse_key_values(env_text, "environment overrides"),
+                    audit_folds=int(audit_folds), backend=backend,
+                    env=parse_key_values(env_text, "environment overrides"),
                     extra_set=tuple(f"{k}={v}" for k, v in parse_key_values(set_text, "training settings").items()),
                     partition=partition, time_limit=time_limit, workdir=workdir, python=python, by=name)
                 new_ids = launch_runs(db_cursor(), request)

@@ -96,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
                 objective=args.objective, size=args.size, steps=args.steps, device=args.device, gpus=args.gpus,
                 nodes=args.nodes, batch_seconds=args.batch_seconds, lr=args.lr, export_id=args.export_id,
                 ks=tuple(args.k or ()), rank_by=args.rank_by, probe_tasks=tuple(args.probe_task),
-                audit_folds=args.audit_folds, backend=args.backend, env=env, extra_set=tuple(args.extra_set), partition=args.partition,
-                time_limit=args.time_limit, workdir=args.workdir, python=args.python, by=args.by)
+                audit_folds=args.audit_folds, backend=args.backend, env=env, extra_set=tuple(args.extra_set),
+                partition=args.partition, time_limit=args.time_limit, workdir=args.workdir, python=args.python,
+                by=args.by)
             run_ids = launch.launch_runs(con, request, runs_root=Path(args.runs_dir) if args.runs_dir else None,
                                        exports_root=Path(args.exports_dir) if args.exports_dir else None)
             for run_id in run_ids:

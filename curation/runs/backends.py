@@ -49,6 +49,14 @@ class LaunchError(UtsError):
     """A job could not be started, submitted, polled or cancelled."""
 
 
+def audit_folds_problem(folds: int) -> str | None:
+    """Why ``folds`` cannot be a job's model-audit folds, or None (0 = off; k-fold needs k >= 2)."""
+    if folds and folds < 2:
+        return (f"model-audit folds {folds}: expected 0 (off) or at least 2 (each clip is scored by a head fitted "
+                "without it)")
+    return None
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything that decides one job's command lines."""
@@ -87,9 +95,8 @@ class JobSpec:
             problems.append(f"steps {self.steps}: expected at least 1")
         if self.gpus < 1 or self.nodes < 1:
             problems.append(f"{self.nodes} nodes x {self.gpus} processes: expected at least 1 of each")
-        if self.audit_folds and self.audit_folds < 2:
-            problems.append(f"model-audit folds {self.audit_folds}: expected 0 (off) or at least 2 (each clip is "
-                            "scored by a head fitted without it)")
+        if audit_folds_problem(self.audit_folds):
+            problems.append(audit_folds_problem(self.audit_folds))
         for item in self.extra_set:
             if "=" not in item:
                 problems.append(f"--set {item!r}: expected key=value")

@@ -108,8 +108,8 @@ class LaunchRequest:
             raise UsageError(f"{self.nodes} nodes: a local run uses this machine only; choose the Slurm backend")
         if self.device == "cpu" and self.gpus > 1 and self.backend == "slurm":
             raise UsageError("several processes per node on CPU under Slurm: use device cuda, or 1 process")
-        if self.audit_folds and self.audit_folds < 2:
-            raise UsageError(f"model-audit folds {self.audit_folds}: expected 0 (off) or at least 2")
+        if launcher.audit_folds_problem(self.audit_folds):   # checked here too: before anything is exported
+            raise UsageError(launcher.audit_folds_problem(self.audit_folds))
         for task in self.probe_tasks:
             if not Path(task).is_file():
                 raise UsageError(f"probe task {task}: no such file (expected a task CSV with audio_path,label)")
