@@ -1,7 +1,8 @@
 """Real browser, the whole journey in one session, as a person does it: Overview -> Browse (audio that plays,
 a filter) -> merge two tags on Vocabulary -> the merged tag in Browse -> an audit verdict -> a tiny CPU
-pre-training run launched from Runs, until its curve is drawn. A screenshot of every step is kept when the test
-fails (test-artifacts/journey-*.png)."""
+pre-training run launched from Runs, until its curve is drawn, and the captioner audited with that run's model. A
+screenshot of every step is kept when the test fails (test-artifacts/journey-*.png); the model audit's section is
+always kept (test-artifacts/journey-model-audit-done.png)."""
 from __future__ import annotations
 
 import gzip
@@ -164,6 +165,7 @@ def test_the_whole_journey_in_one_browser_session(page, journey, tmp_path):
         page.get_by_label("Steps", exact=True).fill("4")
         page.get_by_label("More training settings (key=value per line, e.g. val_every=100)").fill(
             "num_workers=0\nval_every=2\nlog_every=1\nval_fraction=0.1")
+        page.get_by_role("spinbutton", name="Model-audit folds after training (0 = off)").fill("3")
         page.get_by_role("button", name="Launch", exact=True).click()
         page.get_by_text(re.compile(r"Launched 1 run")).wait_for(timeout=60_000)
         # The run page follows the run live; wait for the app to show it finished and the loss curve drawn.
@@ -172,6 +174,18 @@ def test_the_whole_journey_in_one_browser_session(page, journey, tmp_path):
             timeout=240_000)
         page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=60_000)
         assert page.locator(".js-plotly-plot").count() >= 1
+
+        step("model-audit")
+        # The job also wrote the model audit's scores; the button only stores them.
+        page.get_by_text("The job wrote its out-of-sample scores (3 folds)").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Audit the captioner with this run").click()
+        page.get_by_text(re.compile(r"the model disputes [\d,]+ tag assertions or omissions on [\d,]+ clips")).wait_for(
+            timeout=120_000)
+        assert page.get_by_text(re.compile(r"suspects \(the job's scores reused\)")).count() == 1
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.get_by_role("heading", name="Model audit").scroll_into_view_if_needed()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "journey-model-audit-done.png"))
     except BaseException:
         step.save()
         raise
