@@ -1,7 +1,8 @@
 """Out-of-sample tag probabilities for every clip of a run's export: k-fold cross-fitting of the MTC head.
 
 Place in the flow: after ``training.pretrain`` (a finished run directory) -> this module writes
-RUN_DIR/model_audit/oos_scores.npz + oos_scores.json -> ``curation.audit.model_audit`` reads them, stores them per
+RUN_DIR/model_audit/oos_scores.{npz,json} and the clips x tags matrices beside them (``write_scores``) ->
+``curation.audit.model_audit`` reads them, stores them per
 clip and tag and ranks suspect tags (confident learning). Training never opens the database: the clips and their
 asserted tags come from the run's export folder (config.json names it), exactly what the run trained on.
 
@@ -85,6 +86,8 @@ UNITS_PER_60_DB = float(np.log(1e6)) / 4.0
 REPEATS = 3
 OUT_DIR = "model_audit"
 SCORES_FILE = "oos_scores.npz"
+SCORES_MATRIX = "oos_scores.scores.npy"     # curation.audit.model_audit reads these names (no training import)
+TARGETS_MATRIX = "oos_scores.targets.npy"
 META_FILE = "oos_scores.json"
 # L2 penalty on each tag's weight vector: mean BCE + (L2_STRENGTH / n_train) * mean_k ||w_k||^2, i.e. a fixed
 # penalty on the summed loss, as in a plain logistic regression (shrinkage fades as clips grow). A head free to fit
@@ -305,8 +308,6 @@ def score_run(run_dir: Path, *, n_folds: int, features: str, device: str, seed: 
     """Compute and write RUN_DIR/model_audit/oos_scores.{npz,json}; returns the metadata written."""
     from training.data import load_export
     from training.probe import file_sha256, load_checkpoint, resolve_checkpoint
-    from training.rundir import now_iso, write_json_atomic
-
     started = time.perf_counter()
     run_dir = Path(run_dir).resolve()
     config_path = run_dir / "config.json"
@@ -349,19 +350,43 @@ def score_run(run_dir: Path, *, n_folds: int, features: str, device: str, seed: 
     for row, clip_id in enumerate(clip_ids):
         y[row, list(export.clips[clip_id].tag_ids)] = 1
     scores, folds = repeated_cross_fit(x, y, clip_ids, n_folds=n_folds, seed=seed, repeats=repeats, device=device)
-    out = run_dir / OUT_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (SCORES_FILE + ".tmp.npz")
-    np.savez_compressed(tmp, clip_ids=np.array(clip_ids), labels=np.array(export.labels), scores=scores,
-                        targets=y, folds=folds)
-    tmp.replace(out / SCORES_FILE)
     meta = {"run_id": config.get("run_id", run_dir.name), "export_id": export.record.get("export_id"),
             "export_dir": str(export.dir), "checkpoint": str(ckpt_path) if ckpt_path else None,
             "checkpoint_sha256": file_sha256(ckpt_path) if ckpt_path else None, "features": features,
             "fbank_stats": fbank_stats if features != "encoder" else None, "repeats": repeats,
             "feature_dim": int(x.shape[1]), "folds": n_folds, "seed": seed, "method": METHOD,
-            "n_clips": len(clip_ids), "n_tags": export.n_tags, "seconds": round(time.perf_counter() - started, 3),
-            "created_at": now_iso()}
+            "n_clips": len(clip_ids), "n_tags": export.n_tags, "seconds": round(time.perf_counter() - started, 3)}
+    return write_scores(run_dir, clip_ids, export.labels, scores, y, folds, meta)
+
+
+def write_scores(run_dir: Path, clip_ids: list[str], labels: list[str], scores: np.ndarray, targets: np.ndarray,
+                 folds: np.ndarray, meta: dict) -> dict:
+    """Write RUN_DIR/model_audit/: oos_scores.npz (clip ids, labels, folds), the (clips x tags) matrices as plain
+    .npy files beside it (SCORES_MATRIX: float32 probabilities, TARGETS_MATRIX: uint8 0/1), and oos_scores.json
+    last (``meta`` gains created_at); returns the metadata.
+
+    Why plain .npy: the reader memory-maps them and works through them in row blocks, so auditing a real corpus
+    (360k clips x 3,000 tags is 4.3 GB of float32) never needs them in memory at once; a compressed npz member
+    can only be read whole. The metadata file goes first and comes back last: a scoring interrupted midway leaves
+    no oos_scores.json, which readers take as "no scores" (never a new matrix beside old ids)."""
+    from training.rundir import now_iso, write_json_atomic
+
+    out = Path(run_dir) / OUT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    (out / META_FILE).unlink(missing_ok=True)
+    scores = np.asarray(scores, dtype=np.float32)
+    targets = np.asarray(targets, dtype=np.uint8)
+    if scores.shape != targets.shape or scores.shape != (len(clip_ids), len(labels)):
+        raise UsageError(f"scores {scores.shape}, targets {targets.shape}: expected both ({len(clip_ids)}, "
+                         f"{len(labels)}) (clips x tags)")
+    for name, matrix in ((SCORES_MATRIX, scores), (TARGETS_MATRIX, targets)):
+        tmp = out / (name + ".tmp.npy")
+        np.save(tmp, matrix)
+        tmp.replace(out / name)
+    tmp = out / (SCORES_FILE + ".tmp.npz")
+    np.savez_compressed(tmp, clip_ids=np.array(clip_ids), labels=np.array(labels), folds=np.asarray(folds))
+    tmp.replace(out / SCORES_FILE)
+    meta = {**meta, "format": 2, "created_at": now_iso()}
     write_json_atomic(out / META_FILE, meta)
     return meta
 

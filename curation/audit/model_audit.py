@@ -1,8 +1,9 @@
 """Model-based audit: the run's encoder disputes the captioner's tags (confident learning on out-of-sample scores).
 
 Place in the flow: a finished run (curation/runs) -> ``python -m training.oos_scores`` (started here as a
-subprocess: the library imports no torch) writes RUN_DIR/model_audit/oos_scores.npz, every clip of the run's
-export scored by a head that never saw that clip -> (this module) per-tag confident-learning thresholds, suspects
+subprocess: the library imports no torch) writes RUN_DIR/model_audit/oos_scores.{npz,json} and the (clips x tags)
+matrices beside them, every clip of the run's export scored by a head that never saw that clip -> (this module,
+which memory-maps the matrices and works through them in row blocks) per-tag confident-learning thresholds, suspects
 and the model's estimate of the captioner's precision -> store/model_audit.py -> ``python -m curation model-audit``
 (and, beside an audit campaign, ``precision_comparison``).
 
@@ -42,6 +43,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from curation import store
 from curation.errors import UtsError
@@ -54,9 +56,14 @@ DEFAULT_FBANK_STATS = "fine-decay"      # training.oos_scores.DEFAULT_FBANK_STAT
 REPEATS = 3                             # training.oos_scores.REPEATS: cross-fits averaged over fold seeds
 SCORES_DIR = "model_audit"
 SCORES_FILE = "oos_scores.npz"
+SCORES_MATRIX = "oos_scores.scores.npy"     # training.oos_scores.SCORES_MATRIX (float32, clips x tags)
+TARGETS_MATRIX = "oos_scores.targets.npy"   # training.oos_scores.TARGETS_MATRIX (uint8 0/1)
 META_FILE = "oos_scores.json"
+# The audit works through the scores in blocks of this many clips (x all tags): thresholds in one pass, suspects
+# and stored pairs in a second, so its memory is a few blocks, not the matrix (a real corpus: 360k x 3,000).
+ROW_BLOCK_CELLS = 4_000_000
 # Unasserted (clip, tag) pairs below this out-of-sample probability are not stored in DuckDB (counted; they stay in
-# the run's oos_scores.npz). Suspects are always stored.
+# the run's scores matrix, SCORES_MATRIX). Suspects are always stored.
 MIN_STORED_PROBABILITY = 0.05
 KINDS = ("hallucination", "miss")
 
@@ -87,25 +94,39 @@ class ModelAudit:
 
 # ------------------------------------------------------------------------------------------- confident learning
 
+def _matrix(values) -> np.ndarray:
+    """An ndarray as given (a memory map stays one); lists and the like become arrays."""
+    return values if isinstance(values, np.ndarray) else np.asarray(values)
+
+
 def confident_thresholds(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per tag: (t_asserted, t_omitted) = mean p over asserted clips, mean (1 - p) over the others; NaN where a
-    tag has no asserted (or no unasserted) clip, so that nothing is flagged against an undefined threshold."""
-    scores = np.asarray(scores, dtype=np.float64)
-    targets = np.asarray(targets, dtype=bool)
+    tag has no asserted (or no unasserted) clip, so that nothing is flagged against an undefined threshold. One
+    pass over the rows in blocks (a memory-mapped matrix is never loaded whole)."""
+    scores, targets = _matrix(scores), _matrix(targets)
     if scores.shape != targets.shape or scores.ndim != 2:
         raise ModelAuditError(f"scores {scores.shape} and targets {targets.shape}: expected two matrices of the same "
                               "(clips, tags) shape")
-    n_pos = targets.sum(0)
-    n_neg = (~targets).sum(0)
+    n, k = scores.shape
+    sum_asserted, sum_omitted = np.zeros(k), np.zeros(k)
+    n_pos = np.zeros(k, dtype=np.int64)
+    for block in row_blocks(n, k):
+        p = np.asarray(scores[block], dtype=np.float64)
+        y = np.asarray(targets[block], dtype=bool)
+        sum_asserted += np.where(y, p, 0.0).sum(0)
+        sum_omitted += np.where(y, 0.0, 1.0 - p).sum(0)
+        n_pos += y.sum(0)
+    n_neg = n - n_pos
     with np.errstate(invalid="ignore", divide="ignore"):
-        t_asserted = np.where(n_pos > 0, (scores * targets).sum(0) / n_pos, np.nan)
-        t_omitted = np.where(n_neg > 0, ((1 - scores) * ~targets).sum(0) / n_neg, np.nan)
+        t_asserted = np.where(n_pos > 0, sum_asserted / n_pos, np.nan)
+        t_omitted = np.where(n_neg > 0, sum_omitted / n_neg, np.nan)
     return t_asserted, t_omitted
 
 
 def suspect_mask(scores: np.ndarray, targets: np.ndarray, t_asserted: np.ndarray,
                  t_omitted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(hallucination, miss) boolean matrices: the off-diagonal of each tag's binary confident joint."""
+    """(hallucination, miss) boolean matrices: the off-diagonal of each tag's binary confident joint (of the rows
+    given: callers with a large matrix pass one row block at a time)."""
     p = np.asarray(scores, dtype=np.float64)
     asserted = np.asarray(targets, dtype=bool)
     with np.errstate(invalid="ignore"):
@@ -116,43 +137,86 @@ def suspect_mask(scores: np.ndarray, targets: np.ndarray, t_asserted: np.ndarray
     return hallucination, miss
 
 
+@dataclass(frozen=True)
+class SuspectCells:
+    """The suspects as cells of the (clips x tags) matrix, best first: row, column, is_hallucination, score."""
+    rows: np.ndarray
+    cols: np.ndarray
+    hallucination: np.ndarray
+    score: np.ndarray
+
+    def frame(self, clip_ids: list[str], labels: list[str]) -> pd.DataFrame:
+        return pd.DataFrame({
+            "clip_id": np.asarray(clip_ids, dtype=object)[self.rows] if len(clip_ids) else [],
+            "tag": np.asarray(labels, dtype=object)[self.cols] if len(labels) else [],
+            "kind": np.where(self.hallucination, "hallucination", "miss").astype(object),
+            "score": self.score.astype(np.float64)})
+
+
+def suspect_cells(scores: np.ndarray, targets: np.ndarray, clip_ids: list[str], labels: list[str],
+                  thresholds: tuple[np.ndarray, np.ndarray] | None = None, on_block=None) -> SuspectCells:
+    """Every suspected hallucination and miss, best first (score descending; ties by tag then clip id, so the
+    order is reproducible), found block by block. ``on_block(block, p, y, hallucination, miss)`` sees each row
+    block as it goes (the audit stores its pairs from there, without a second pass)."""
+    n, k = scores.shape
+    t_asserted, t_omitted = thresholds if thresholds is not None else confident_thresholds(scores, targets)
+    parts = []
+    for block in row_blocks(n, k):
+        p = np.asarray(scores[block], dtype=np.float64)
+        y = np.asarray(targets[block], dtype=bool)
+        hallucination, miss = suspect_mask(p, y, t_asserted, t_omitted)
+        for mask, is_h in ((hallucination, True), (miss, False)):
+            r, c = np.nonzero(mask)
+            parts.append((r + block.start, c, np.full(len(r), is_h), 1 - p[r, c] if is_h else p[r, c]))
+        if on_block is not None:
+            on_block(block, p, y, hallucination, miss)
+    rows = np.concatenate([q[0] for q in parts]) if parts else np.zeros(0, dtype=np.int64)
+    cols = np.concatenate([q[1] for q in parts]) if parts else np.zeros(0, dtype=np.int64)
+    is_h = np.concatenate([q[2] for q in parts]) if parts else np.zeros(0, dtype=bool)
+    score = np.concatenate([q[3] for q in parts]) if parts else np.zeros(0)
+    # Integer sort keys instead of sorting strings: the rank of each tag name and clip id in sorted order.
+    tag_rank = np.argsort(np.argsort(np.asarray(labels, dtype=str), kind="stable"), kind="stable")
+    clip_rank = np.argsort(np.argsort(np.asarray(clip_ids, dtype=str), kind="stable"), kind="stable")
+    order = np.lexsort((clip_rank[rows] if len(rows) else rows, tag_rank[cols] if len(cols) else cols, -score))
+    return SuspectCells(rows[order], cols[order], is_h[order], score[order])
+
+
 def find_suspects(scores: np.ndarray, targets: np.ndarray, clip_ids: list[str], labels: list[str]) -> pd.DataFrame:
     """clip_id, tag, kind, score of every suspected hallucination and miss, best first (score descending; ties
     by tag then clip id, so the order is reproducible)."""
-    t_asserted, t_omitted = confident_thresholds(scores, targets)
-    hallucination, miss = suspect_mask(scores, targets, t_asserted, t_omitted)
-    rows_h, cols_h = np.nonzero(hallucination)
-    rows_m, cols_m = np.nonzero(miss)
-    p = np.asarray(scores, dtype=np.float64)
-    frame = pd.DataFrame({
-        "clip_id": np.asarray(clip_ids, dtype=object)[np.r_[rows_h, rows_m]] if len(clip_ids) else [],
-        "tag": np.asarray(labels, dtype=object)[np.r_[cols_h, cols_m]] if len(labels) else [],
-        "kind": ["hallucination"] * len(rows_h) + ["miss"] * len(rows_m),
-        "score": np.r_[1 - p[rows_h, cols_h], p[rows_m, cols_m]],
-    })
-    frame = frame.sort_values(["score", "tag", "clip_id"], ascending=[False, True, True], kind="mergesort")
-    return frame.reset_index(drop=True)
+    scores, targets = _matrix(scores), _matrix(targets)
+    if scores.shape != targets.shape or scores.ndim != 2:
+        raise ModelAuditError(f"scores {scores.shape} and targets {targets.shape}: expected two matrices of the same "
+                              "(clips, tags) shape")
+    return suspect_cells(scores, targets, clip_ids, labels).frame(clip_ids, labels)
 
 
-def tag_estimates(scores: np.ndarray, targets: np.ndarray, labels: list[str], suspects: pd.DataFrame) -> pd.DataFrame:
-    """Per tag: asserted / omitted clips, both thresholds, hallucinations and misses flagged, the mean
-    out-of-sample p over asserted clips, and estimated_precision = 1 - hallucinations / asserted."""
-    t_asserted, t_omitted = confident_thresholds(scores, targets)
-    targets = np.asarray(targets, dtype=bool)
-    asserted = targets.sum(0)
-    counts = suspects.groupby(["tag", "kind"]).size().unstack(fill_value=0) if not suspects.empty else pd.DataFrame()
-    hall = counts["hallucination"] if "hallucination" in counts else pd.Series(dtype=int)
-    miss = counts["miss"] if "miss" in counts else pd.Series(dtype=int)
+def _tag_frame(labels: list[str], n_clips: int, asserted: np.ndarray, t_asserted: np.ndarray,
+               t_omitted: np.ndarray, hallucinations: np.ndarray, misses: np.ndarray) -> pd.DataFrame:
     frame = pd.DataFrame({
-        "tag": labels, "asserted": asserted.astype(int), "omitted": (len(targets) - asserted).astype(int),
+        "tag": labels, "asserted": asserted.astype(int), "omitted": (n_clips - asserted).astype(int),
         "threshold_asserted": t_asserted, "threshold_omitted": t_omitted,
-        "hallucinations": [int(hall.get(t, 0)) for t in labels], "misses": [int(miss.get(t, 0)) for t in labels],
+        "hallucinations": hallucinations.astype(int), "misses": misses.astype(int),
         "mean_probability_asserted": t_asserted,
     })
     with np.errstate(invalid="ignore", divide="ignore"):
         frame["estimated_precision"] = np.where(asserted > 0, 1 - frame["hallucinations"] / np.maximum(asserted, 1),
                                                 np.nan)
     return frame
+
+
+def tag_estimates(scores: np.ndarray, targets: np.ndarray, labels: list[str], suspects: pd.DataFrame) -> pd.DataFrame:
+    """Per tag: asserted / omitted clips, both thresholds, hallucinations and misses flagged, the mean
+    out-of-sample p over asserted clips, and estimated_precision = 1 - hallucinations / asserted."""
+    t_asserted, t_omitted = confident_thresholds(scores, targets)
+    asserted = np.zeros(len(labels), dtype=np.int64)
+    for block in row_blocks(*targets.shape):
+        asserted += np.asarray(targets[block], dtype=bool).sum(0)
+    counts = suspects.groupby(["tag", "kind"]).size().unstack(fill_value=0) if not suspects.empty else pd.DataFrame()
+    hall = counts["hallucination"] if "hallucination" in counts else pd.Series(dtype=int)
+    miss = counts["miss"] if "miss" in counts else pd.Series(dtype=int)
+    return _tag_frame(labels, len(targets), asserted, t_asserted, t_omitted,
+                      np.array([int(hall.get(t, 0)) for t in labels]), np.array([int(miss.get(t, 0)) for t in labels]))
 
 
 # ------------------------------------------------------------------------------------------ scores of a run
@@ -162,29 +226,59 @@ def scores_path(run_dir: Path) -> Path:
 
 
 def read_oos_scores(run_dir: Path) -> OosScores:
-    """Read RUN_DIR/model_audit/oos_scores.{npz,json} and check that their shapes agree."""
+    """Read RUN_DIR/model_audit/oos_scores.{npz,json} and the matrices beside them, and check that they agree.
+
+    The (clips x tags) matrices are memory-mapped read-only (``scores`` float32, ``targets`` a bool view), not
+    loaded: callers take row blocks (``row_blocks``) or columns. Files of the first format (everything inside
+    the npz) are still read, whole."""
     path = scores_path(run_dir)
     meta_path = path.with_name(META_FILE)
     if not path.is_file() or not meta_path.is_file():
         raise ModelAuditError(f"{path}: no out-of-sample scores; expected the files python -m training.oos_scores "
                               f"writes (run: python -m training.oos_scores --run {run_dir})")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in ("clip_ids", "labels", "scores", "targets", "folds")}
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in ("clip_ids", "labels", "folds")}
+            inline = "scores" in data.files
+            if inline:
+                arrays["scores"], arrays["targets"] = data["scores"], data["targets"]
+        if not inline:
+            arrays["scores"] = np.load(path.with_name(SCORES_MATRIX), mmap_mode="r", allow_pickle=False)
+            arrays["targets"] = np.load(path.with_name(TARGETS_MATRIX), mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelAuditError(f"{path}: unreadable out-of-sample scores ({type(exc).__name__}: {exc}); expected "
-                              "arrays clip_ids, labels, scores, targets, folds (recompute with --recompute)") from None
+                              f"arrays clip_ids, labels, folds and the matrices {SCORES_MATRIX}, {TARGETS_MATRIX} "
+                              "beside it (recompute with --recompute)") from None
     n, k = len(arrays["clip_ids"]), len(arrays["labels"])
     for name in ("scores", "targets"):
         if arrays[name].shape != (n, k):
             raise ModelAuditError(f"{path}: field '{name}' has shape {arrays[name].shape}; expected ({n}, {k}) "
                                   "(clips x tags); recompute with --recompute")
-    scores = arrays["scores"].astype(np.float64)
-    if n and (not np.isfinite(scores).all() or scores.min() < 0 or scores.max() > 1):
-        raise ModelAuditError(f"{path}: field 'scores' holds values outside [0, 1]; expected probabilities")
-    return OosScores([str(c) for c in arrays["clip_ids"]], [str(t) for t in arrays["labels"]], scores,
-                     arrays["targets"].astype(bool), arrays["folds"].astype(int), {**meta, "scores_file": str(path)})
+    scores = arrays["scores"] if not inline else arrays["scores"].astype(np.float32)
+    if scores.dtype != np.float32 or arrays["targets"].dtype not in (np.uint8, np.bool_):
+        raise ModelAuditError(f"{path}: scores {scores.dtype}, targets {arrays['targets'].dtype}; expected float32 "
+                              "probabilities and 0/1 uint8 targets (recompute with --recompute)")
+    targets = arrays["targets"]
+    # One pass in row blocks (the matrices may be larger than memory): every score a probability, every target 0/1.
+    for block in row_blocks(n, k):
+        values = scores[block]
+        if values.size and (not np.isfinite(values).all() or values.min() < 0 or values.max() > 1):
+            raise ModelAuditError(f"{path}: field 'scores' holds values outside [0, 1] (clips {block.start}-"
+                                  f"{block.stop - 1}); expected probabilities")
+        if targets.dtype == np.uint8 and targets[block].size and targets[block].max() > 1:
+            raise ModelAuditError(f"{path}: field 'targets' holds values other than 0 and 1 (clips {block.start}-"
+                                  f"{block.stop - 1}); expected 0/1 per clip and tag")
+    targets = targets.view(np.bool_) if targets.dtype == np.uint8 else targets
+    return OosScores([str(c) for c in arrays["clip_ids"]], [str(t) for t in arrays["labels"]], scores, targets,
+                     arrays["folds"].astype(int), {**meta, "scores_file": str(path)})
+
+
+def row_blocks(n_clips: int, n_tags: int, cells: int | None = None) -> list[slice]:
+    """Consecutive row slices of at most ``cells`` (default ROW_BLOCK_CELLS) (clip, tag) cells each (at least one
+    row)."""
+    step = max(1, (ROW_BLOCK_CELLS if cells is None else cells) // max(n_tags, 1))
+    return [slice(start, min(n_clips, start + step)) for start in range(0, n_clips, step)]
 
 
 def compute_oos_scores(run_dir: Path, *, folds: int, features: str = "both", device: str = "cpu",
@@ -265,38 +359,60 @@ def run_model_audit(con: duckdb.DuckDBPyConnection, run_id: str, *, folds: int =
 
 
 def store_audit_of(con: duckdb.DuckDBPyConnection, run_id: str, oos: OosScores, *, reused: bool = False) -> ModelAudit:
-    """Suspects and per-tag estimates from ``oos``, stored for ``run_id`` (one transaction)."""
-    suspects = find_suspects(oos.scores, oos.targets, oos.clip_ids, oos.labels)
-    tags = tag_estimates(oos.scores, oos.targets, oos.labels, suspects)
+    """Suspects and per-tag estimates from ``oos``, stored for ``run_id`` (one transaction).
+
+    Two passes over the scores in row blocks (the thresholds need every row first), so a memory-mapped matrix of
+    a real corpus is never held whole: the second pass finds each block's suspects and inserts its stored pairs
+    (every asserted pair, every suspect, and unasserted pairs from MIN_STORED_PROBABILITY up)."""
+    n, k = len(oos.clip_ids), len(oos.labels)
+    thresholds = confident_thresholds(oos.scores, oos.targets)
     keys = store_model_audit.clip_keys(con, oos.clip_ids)
-    key_of = dict(zip(keys["clip_id"], keys["clip_key"].astype(int)))
-    known_rows = np.array([i for i, c in enumerate(oos.clip_ids) if c in key_of], dtype=int)
-    unknown = len(oos.clip_ids) - len(known_rows)
-    suspects = suspects[suspects["clip_id"].isin(key_of)].reset_index(drop=True)
-    row_of = {c: i for i, c in enumerate(oos.clip_ids)}
-    col_of = {t: j for j, t in enumerate(oos.labels)}
-    keep = oos.targets | (oos.scores >= MIN_STORED_PROBABILITY)
-    keep[[row_of[c] for c in suspects["clip_id"]], [col_of[t] for t in suspects["tag"]]] = True
-    rows, cols = np.nonzero(keep[known_rows])
-    rows = known_rows[rows]
-    key_of_row = np.array([key_of.get(c, -1) for c in oos.clip_ids], dtype=np.int64)
-    scores_rows = pd.DataFrame({
-        "clip_key": key_of_row[rows], "tag": np.asarray(oos.labels, dtype=object)[cols],
-        "asserted": oos.targets[rows, cols], "probability": oos.scores[rows, cols],
-        "fold": oos.folds[rows].astype(int)})
-    suspect_rows = suspects.assign(clip_key=[key_of[c] for c in suspects["clip_id"]],
-                                   rank=np.arange(1, len(suspects) + 1))
-    audit = {"folds": int(oos.meta.get("folds", 0)), "features": str(oos.meta.get("features", "")),
-             "method": str(oos.meta.get("method", "")) + (
-                 f"; log-mel {oos.meta['fbank_stats']}" if oos.meta.get("fbank_stats") else "")
-             + f"; repeats={oos.meta.get('repeats', 1)}", "scores_file": str(oos.meta.get("scores_file", "")),
-             "n_clips": len(oos.clip_ids), "n_tags": len(oos.labels), "stored_pairs": len(scores_rows),
-             "omitted_pairs": len(known_rows) * len(oos.labels) - len(scores_rows),
-             "min_stored_probability": MIN_STORED_PROBABILITY, "unknown_clips": unknown,
-             "seconds": oos.meta.get("seconds")}
+    key_of_row = (pd.DataFrame({"clip_id": oos.clip_ids}).merge(keys, on="clip_id", how="left")["clip_key"]
+                  .fillna(-1).to_numpy(dtype=np.int64))
+    known = key_of_row >= 0
+    unknown = int(n - known.sum())
+    labels = pa.array(oos.labels, pa.string())
+    asserted = np.zeros(k, dtype=np.int64)
+    counts = {"stored_pairs": 0}
+    folds = np.asarray(oos.folds, dtype=np.int32)
+
+    def store_block(block: slice, p: np.ndarray, y: np.ndarray, hallucination: np.ndarray, miss: np.ndarray) -> None:
+        asserted[:] += y.sum(0)
+        keep = (y | (p >= MIN_STORED_PROBABILITY) | hallucination | miss) & known[block][:, None]
+        rows, cols = np.nonzero(keep)
+        if not len(rows):
+            return
+        counts["stored_pairs"] += len(rows)
+        store_model_audit.insert_rows(con, "model_audit_scores", run_id, pa.table({
+            "clip_key": key_of_row[block][rows],
+            "tag": pa.DictionaryArray.from_arrays(pa.array(cols.astype(np.int32)), labels),
+            "asserted": y[rows, cols], "probability": p[rows, cols], "fold": folds[block][rows]}))
+
     with store.transaction(con):
-        store_model_audit.replace_audit(con, run_id, audit, scores_rows, suspect_rows, tags)
-    return ModelAudit(run_id=run_id, meta=oos.meta, suspects=suspects[["clip_id", "tag", "kind", "score"]],
+        store_model_audit.delete_audit(con, run_id)
+        cells = suspect_cells(oos.scores, oos.targets, oos.clip_ids, oos.labels, thresholds, on_block=store_block)
+        hallucinations = np.bincount(cells.cols[cells.hallucination], minlength=k)
+        misses = np.bincount(cells.cols[~cells.hallucination], minlength=k)
+        tags = _tag_frame(oos.labels, n, asserted, *thresholds, hallucinations, misses)
+        stored = known[cells.rows]
+        cells = SuspectCells(cells.rows[stored], cells.cols[stored], cells.hallucination[stored], cells.score[stored])
+        store_model_audit.insert_rows(con, "model_audit_suspects", run_id, pa.table({
+            "clip_key": key_of_row[cells.rows],
+            "tag": pa.DictionaryArray.from_arrays(pa.array(cells.cols.astype(np.int32)), labels),
+            "kind": np.where(cells.hallucination, "hallucination", "miss"), "score": cells.score,
+            "rank": np.arange(1, len(cells.rows) + 1, dtype=np.int64)}))
+        store_model_audit.insert_rows(con, "model_audit_tags", run_id, pa.Table.from_pandas(tags,
+                                                                                            preserve_index=False))
+        audit = {"folds": int(oos.meta.get("folds", 0)), "features": str(oos.meta.get("features", "")),
+                 "method": str(oos.meta.get("method", "")) + (
+                     f"; log-mel {oos.meta['fbank_stats']}" if oos.meta.get("fbank_stats") else "")
+                 + f"; repeats={oos.meta.get('repeats', 1)}", "scores_file": str(oos.meta.get("scores_file", "")),
+                 "n_clips": n, "n_tags": k, "stored_pairs": counts["stored_pairs"],
+                 "omitted_pairs": int(known.sum()) * k - counts["stored_pairs"],
+                 "min_stored_probability": MIN_STORED_PROBABILITY, "unknown_clips": unknown,
+                 "seconds": oos.meta.get("seconds")}
+        store_model_audit.insert_audit_row(con, run_id, audit)
+    return ModelAudit(run_id=run_id, meta=oos.meta, suspects=cells.frame(oos.clip_ids, oos.labels),
                       tags=tags, unknown_clips=unknown, reused_scores=reused)
 
 

@@ -1,13 +1,14 @@
 """SQL of the model-based audit: out-of-sample scores per run, clip and tag; suspects; per-tag estimates.
 
-Place in the flow: ``curation.audit.model_audit`` (reads RUN_DIR/model_audit/oos_scores.npz, ranks suspects) ->
-here -> DuckDB tables model_audits, model_audit_scores, model_audit_suspects, model_audit_tags (migration 14 in
-store/schema.py). A run's audit is replaced as a whole, inside the caller's transaction.
+Place in the flow: ``curation.audit.model_audit`` (reads RUN_DIR/model_audit/oos_scores.* in row blocks, ranks
+suspects) -> here -> DuckDB tables model_audits, model_audit_scores, model_audit_suspects, model_audit_tags
+(migration 14 in store/schema.py). A run's audit is replaced as a whole, inside the caller's transaction; a large
+one is written block by block (``insert_rows``) inside that one transaction.
 
 Example::
 
     with transaction(con):
-        replace_audit(con, "r1", audit_row, scores, suspects, tags)
+        replace_audit(con, "r1", audit_row, scores, suspects, tags)   # or delete_audit + insert_rows per block
     suspects_frame(con, "r1")
 """
 from __future__ import annotations
@@ -38,30 +39,47 @@ def clip_keys(con: duckdb.DuckDBPyConnection, clip_ids: list[str]) -> pd.DataFra
         con.unregister("wanted_clip_ids")
 
 
-def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, run_id: str, frame: pd.DataFrame,
-                  columns: tuple[str, ...]) -> None:
-    if frame.empty:
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, run_id: str, rows: pa.Table) -> None:
+    """Append ``rows`` (an Arrow table with the table's columns but run_id; string columns may be dictionary
+    arrays: a tag name per row is then an index, not a Python string) to one of the audit's tables for ``run_id``
+    (call inside ``store.transaction``)."""
+    if table not in TABLES:
+        raise ValueError(f"{table}: expected one of {', '.join(TABLES)}")
+    if rows.num_rows == 0:
         return
+    select = [f"CAST({c} AS VARCHAR)" if pa.types.is_dictionary(rows.schema.field(c).type) else c
+              for c in rows.column_names]
     name = f"new_{table}"
-    con.register(name, pa.Table.from_pandas(frame[list(columns)], preserve_index=False))
+    con.register(name, rows)
     try:
-        con.execute(f"INSERT INTO {table} (run_id, {', '.join(columns)}) "
-                    f"SELECT ?, {', '.join(columns)} FROM {name}", [run_id])
+        con.execute(f"INSERT INTO {table} (run_id, {', '.join(rows.column_names)}) "
+                    f"SELECT ?, {', '.join(select)} FROM {name}", [run_id])
     finally:
         con.unregister(name)
+
+
+def delete_audit(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Remove the run's previous audit from every table (call inside ``store.transaction``)."""
+    for table in TABLES:
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+
+
+def insert_audit_row(con: duckdb.DuckDBPyConnection, run_id: str, audit: dict) -> None:
+    row = {"created_at": now_utc(), **audit, "run_id": run_id}
+    con.execute(f"INSERT INTO model_audits ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})",
+                [row.get(c) for c in AUDIT_COLUMNS])
 
 
 def replace_audit(con: duckdb.DuckDBPyConnection, run_id: str, audit: dict, scores: pd.DataFrame,
                   suspects: pd.DataFrame, tags: pd.DataFrame) -> None:
     """Delete the run's previous audit and write this one (call inside ``store.transaction``)."""
-    for table in TABLES:
-        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-    row = {"created_at": now_utc(), **audit, "run_id": run_id}
-    con.execute(f"INSERT INTO model_audits ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})",
-                [row.get(c) for c in AUDIT_COLUMNS])
-    _insert_frame(con, "model_audit_scores", run_id, scores, SCORE_COLUMNS)
-    _insert_frame(con, "model_audit_suspects", run_id, suspects, SUSPECT_COLUMNS)
-    _insert_frame(con, "model_audit_tags", run_id, tags, TAG_COLUMNS)
+    delete_audit(con, run_id)
+    insert_audit_row(con, run_id, audit)
+    for table, frame, columns in (("model_audit_scores", scores, SCORE_COLUMNS),
+                                  ("model_audit_suspects", suspects, SUSPECT_COLUMNS),
+                                  ("model_audit_tags", tags, TAG_COLUMNS)):
+        if not frame.empty:
+            insert_rows(con, table, run_id, pa.Table.from_pandas(frame[list(columns)], preserve_index=False))
 
 
 def audit_row(con: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:

@@ -206,7 +206,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             seconds DOUBLE)""",
         # Out-of-sample P(tag | clip) from a head that never saw the clip. Every asserted pair is kept; an
         # unasserted pair only above min_stored_probability (the rest are counted in model_audits.omitted_pairs and
-        # stay in the run's oos_scores.npz): 400k clips x 800 tags would otherwise be 320M rows of near-zeros.
+        # stay in the run's scores matrix, model_audit/oos_scores.scores.npy): 400k clips x 800 tags would
+        # otherwise be 320M rows of near-zeros.
         """CREATE TABLE model_audit_scores (
             run_id VARCHAR NOT NULL, clip_key INTEGER NOT NULL, tag VARCHAR NOT NULL, asserted BOOLEAN NOT NULL,
             probability DOUBLE NOT NULL, fold INTEGER NOT NULL, PRIMARY KEY (run_id, clip_key, tag))""",

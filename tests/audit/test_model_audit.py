@@ -23,6 +23,7 @@ from curation.audit.model_audit import (
     evaluate_planted_biases,
     find_suspects,
     precision_comparison,
+    read_oos_scores,
     run_model_audit,
     scores_written,
     store_audit_of,
@@ -397,3 +398,88 @@ def test_audit_folds_of_one_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(backends.LaunchError, match="model-audit folds 1"):
         backends.JobSpec(export_dir="/x", run_dir=tmp_path / "r", audit_folds=1).check()
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------- large corpora: memory-mapped, in row blocks
+
+def _assert_same_audit(con, run_id: str, other: str) -> None:
+    """Both runs' stored audits agree: every table, row for row (floats to 1e-12: sums over other blocks round
+    differently)."""
+    import pandas as pd
+
+    rows = [store_model_audit.audit_row(con, r) for r in (run_id, other)]
+    for row in rows:
+        row.pop("created_at")
+        row.pop("run_id")
+    assert rows[0] == rows[1]
+    for read in (store_model_audit.scores_frame, store_model_audit.suspects_frame, store_model_audit.tags_frame):
+        pd.testing.assert_frame_equal(read(con, run_id), read(con, other), rtol=1e-12)
+
+
+def test_an_audit_read_in_row_blocks_stores_what_one_block_stores(db_path, tmp_path, monkeypatch):
+    """A real corpus's scores (360k clips x 3,000 tags: 4.3 GB) are memory-mapped and worked through in row blocks;
+    cut into blocks of a few clips, the audit must store exactly what it stores in one piece, and its suspects
+    must still be the reference confident joint's, best first."""
+    from curation.audit import model_audit as model_audit_module
+    from curation.ingest.ingest import ingest_path
+    from training.oos_scores import write_scores
+
+    clip_ids = [f"clip-{i:02d}" for i in range(60)]
+    cuts = [make_cut(c, tags=["tone"]) for c in clip_ids[:55]]   # 5 scored clips the store does not hold
+    rng = np.random.default_rng(3)
+    labels = ["a", "b", "c", "d", "e", "f", "g"]
+    targets = rng.uniform(size=(60, 7)) < np.array([0.05, 0.2, 0.4, 0.5, 0.7, 0.9, 0.0])
+    scores = np.clip(np.where(targets, 0.6, 0.3) + rng.normal(0, 0.3, size=(60, 7)), 0, 1).astype(np.float32)
+    run_dir = tmp_path / "runs" / "r1"
+    meta = write_scores(run_dir, clip_ids, labels, scores, targets, np.arange(60) % 3,
+                        {"run_id": "r1", "folds": 3, "features": "fbank", "method": "test"})
+    assert meta["format"] == 2
+    oos = model_audit_module.read_oos_scores(run_dir)
+    assert isinstance(oos.scores, np.memmap) and oos.scores.dtype == np.float32 and oos.targets.dtype == bool
+    con = store.connect(db_path)
+    try:
+        ingest_path(con, write_jsonl(tmp_path / "cuts.jsonl", cuts))
+        whole = store_audit_of(con, "whole", oos)
+        monkeypatch.setattr(model_audit_module, "ROW_BLOCK_CELLS", 15)   # blocks of 2 clips
+        assert len(model_audit_module.row_blocks(60, 7)) == 30
+        blocks = store_audit_of(con, "blocks", model_audit_module.read_oos_scores(run_dir))
+        _assert_same_audit(con, "blocks", "whole")
+        assert blocks.suspects.equals(whole.suspects)
+        assert whole.unknown_clips == 5 and store_model_audit.audit_row(con, "whole")["unknown_clips"] == 5
+    finally:
+        con.close()
+    # Suspects on clips the store does not hold are found but neither stored nor returned.
+    expected = {cell: kind for cell, kind in reference_suspects(scores.astype(np.float64), targets).items()
+                if cell[0] < 55}
+    got = {(clip_ids.index(r.clip_id), labels.index(r.tag)): r.kind for r in whole.suspects.itertuples()}
+    assert got == expected and len(got) > 10
+    assert list(whole.suspects["score"]) == sorted(whole.suspects["score"], reverse=True)
+
+
+def test_scores_files_of_the_first_format_are_still_read_and_bad_ones_refused(tmp_path):
+    from training.oos_scores import write_scores
+
+    out = tmp_path / "r1" / "model_audit"
+    out.mkdir(parents=True)
+    scores = np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32)
+    targets = np.array([[1, 0], [0, 1]], dtype=np.uint8)
+    np.savez_compressed(out / "oos_scores.npz", clip_ids=np.array(["a", "b"]), labels=np.array(["x", "y"]),
+                        scores=scores, targets=targets, folds=np.array([0, 1]))
+    (out / "oos_scores.json").write_text(json.dumps({"folds": 2}))
+    old = read_oos_scores(tmp_path / "r1")
+    assert np.array_equal(old.scores, scores) and np.array_equal(old.targets, targets.astype(bool))
+    # A scoring interrupted before its metadata was written leaves no scores, never new matrices beside old ids.
+    write_scores(tmp_path / "r2", ["a", "b"], ["x", "y"], scores, targets, np.array([0, 1]), {"folds": 2})
+    (tmp_path / "r2" / "model_audit" / "oos_scores.json").unlink()
+    with pytest.raises(ModelAuditError, match="no out-of-sample scores"):
+        read_oos_scores(tmp_path / "r2")
+    write_scores(tmp_path / "r3", ["a", "b"], ["x", "y"], scores, np.array([[2, 0], [0, 1]]), np.array([0, 1]),
+                 {"folds": 2})
+    with pytest.raises(ModelAuditError, match=r"'targets' holds values other than 0 and 1 \(clips 0-1\)"):
+        read_oos_scores(tmp_path / "r3")
+    write_scores(tmp_path / "r4", ["a", "b"], ["x", "y"], scores + 1, targets, np.array([0, 1]), {"folds": 2})
+    with pytest.raises(ModelAuditError, match=r"outside \[0, 1\]"):
+        read_oos_scores(tmp_path / "r4")
+    (tmp_path / "r4" / "model_audit" / "oos_scores.targets.npy").write_bytes(b"not an array")
+    with pytest.raises(ModelAuditError, match="unreadable out-of-sample scores"):
+        read_oos_scores(tmp_path / "r4")

@@ -206,13 +206,17 @@ def test_a_finished_run_is_scored_into_its_run_directory(tiny_run, capsys):
     # tiny encoder: d_model 64, mean + std -> 128; fbank: 80 mel bins, mean + std -> 160, + their dynamics and
     # decay rates of 20 band groups and of every bin
     assert meta["feature_dim"] == 128 + 160 + DYNAMICS_DIM + 2 * DECAY_DIM == 128 + 160 + 200 + 2 * 19
-    with np.load(tiny_run / "model_audit" / "oos_scores.npz") as data:
-        assert data["scores"].shape == data["targets"].shape == (24, 4)
-        assert ((data["scores"] >= 0) & (data["scores"] <= 1)).all()
+    out = tiny_run / "model_audit"
+    with np.load(out / "oos_scores.npz") as data:
         assert list(data["labels"]) == ["tone", "low", "high", "noise"]
         assert sorted(np.bincount(data["folds"])) == [8, 8, 8]
         clip = list(data["clip_ids"]).index("clip-3")
-        assert list(data["targets"][clip]) == [1, 0, 1, 1]  # clip 3: tone, high (odd), noise (multiple of 3)
+    # The matrices are plain .npy beside it, so that an audit of a large corpus memory-maps them.
+    scores = np.load(out / "oos_scores.scores.npy", mmap_mode="r")
+    targets = np.load(out / "oos_scores.targets.npy", mmap_mode="r")
+    assert scores.shape == targets.shape == (24, 4) and (scores.dtype, targets.dtype) == (np.float32, np.uint8)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert list(targets[clip]) == [1, 0, 1, 1]  # clip 3: tone, high (odd), noise (multiple of 3)
     assert json.loads((tiny_run / "model_audit" / "oos_scores.json").read_text()) == meta
     # The third version's log-mel features (band-group decay rates only), the second (dynamics, no decay rates)
     # and the first (moments only, one cross-fit) stay available.
