@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import make_cut, write_jsonl
 
@@ -133,6 +134,14 @@ def test_evidence_of_a_run_in_todays_vocabulary(audited):
         record_decision(con, Decision.prune(["studio"]), by="ana")
         evidence = model_evidence(con, "r1", state=replay(list_decisions(con)))
         assert evidence.cannot_tell_apart().empty and evidence.unpredictable().empty
+        # Today's tags are read by their columns of the memory-mapped matrix, not from a copy: the same figures
+        # as a copy of the columns still distinct, each under its own name.
+        kept = [j for j, label in enumerate(LABELS) if label not in ("alarm", "studio")]
+        names = [LABELS[j] for j in kept]
+        assert sorted(evidence.tags["tag"]) == sorted(names)
+        pd.testing.assert_frame_equal(evidence.tags, tag_predictability(np.array(evidence.oos.scores[:, kept]),
+                                                                        evidence.oos.targets[:, kept], names))
+        assert evidence.tags.set_index("tag").loc["dog", "auc"] == pytest.approx(1.0)
         with pytest.raises(ModelAuditError, match="no model audit"):
             model_evidence(con, "r9")
     finally:
