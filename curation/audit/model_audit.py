@@ -103,6 +103,12 @@ def confident_thresholds(scores: np.ndarray, targets: np.ndarray) -> tuple[np.nd
     """Per tag: (t_asserted, t_omitted) = mean p over asserted clips, mean (1 - p) over the others; NaN where a
     tag has no asserted (or no unasserted) clip, so that nothing is flagged against an undefined threshold. One
     pass over the rows in blocks (a memory-mapped matrix is never loaded whole)."""
+    t_asserted, t_omitted, _ = _thresholds_and_counts(scores, targets)
+    return t_asserted, t_omitted
+
+
+def _thresholds_and_counts(scores, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t_asserted, t_omitted, clips asserting each tag), from the same pass over the row blocks."""
     scores, targets = _matrix(scores), _matrix(targets)
     if scores.shape != targets.shape or scores.ndim != 2:
         raise ModelAuditError(f"scores {scores.shape} and targets {targets.shape}: expected two matrices of the same "
@@ -120,7 +126,16 @@ def confident_thresholds(scores: np.ndarray, targets: np.ndarray) -> tuple[np.nd
     with np.errstate(invalid="ignore", divide="ignore"):
         t_asserted = np.where(n_pos > 0, sum_asserted / n_pos, np.nan)
         t_omitted = np.where(n_neg > 0, sum_omitted / n_neg, np.nan)
-    return t_asserted, t_omitted
+    return t_asserted, t_omitted, n_pos
+
+
+def asserted_counts(targets: np.ndarray) -> np.ndarray:
+    """Clips asserting each tag, summed in row blocks (no bool copy of a whole memory-mapped matrix)."""
+    targets = _matrix(targets)
+    counts = np.zeros(targets.shape[1], dtype=np.int64)
+    for block in row_blocks(*targets.shape):
+        counts += np.asarray(targets[block], dtype=bool).sum(0)
+    return counts
 
 
 def suspect_mask(scores: np.ndarray, targets: np.ndarray, t_asserted: np.ndarray,
@@ -184,10 +199,8 @@ def suspect_cells(scores: np.ndarray, targets: np.ndarray, clip_ids: list[str], 
 def find_suspects(scores: np.ndarray, targets: np.ndarray, clip_ids: list[str], labels: list[str]) -> pd.DataFrame:
     """clip_id, tag, kind, score of every suspected hallucination and miss, best first (score descending; ties
     by tag then clip id, so the order is reproducible)."""
+    # suspect_cells' thresholds refuse matrices of different shapes.
     scores, targets = _matrix(scores), _matrix(targets)
-    if scores.shape != targets.shape or scores.ndim != 2:
-        raise ModelAuditError(f"scores {scores.shape} and targets {targets.shape}: expected two matrices of the same "
-                              "(clips, tags) shape")
     return suspect_cells(scores, targets, clip_ids, labels).frame(clip_ids, labels)
 
 
@@ -208,10 +221,7 @@ def _tag_frame(labels: list[str], n_clips: int, asserted: np.ndarray, t_asserted
 def tag_estimates(scores: np.ndarray, targets: np.ndarray, labels: list[str], suspects: pd.DataFrame) -> pd.DataFrame:
     """Per tag: asserted / omitted clips, both thresholds, hallucinations and misses flagged, the mean
     out-of-sample p over asserted clips, and estimated_precision = 1 - hallucinations / asserted."""
-    t_asserted, t_omitted = confident_thresholds(scores, targets)
-    asserted = np.zeros(len(labels), dtype=np.int64)
-    for block in row_blocks(*targets.shape):
-        asserted += np.asarray(targets[block], dtype=bool).sum(0)
+    t_asserted, t_omitted, asserted = _thresholds_and_counts(scores, targets)
     counts = suspects.groupby(["tag", "kind"]).size().unstack(fill_value=0) if not suspects.empty else pd.DataFrame()
     hall = counts["hallucination"] if "hallucination" in counts else pd.Series(dtype=int)
     miss = counts["miss"] if "miss" in counts else pd.Series(dtype=int)
@@ -365,19 +375,17 @@ def store_audit_of(con: duckdb.DuckDBPyConnection, run_id: str, oos: OosScores, 
     a real corpus is never held whole: the second pass finds each block's suspects and inserts its stored pairs
     (every asserted pair, every suspect, and unasserted pairs from MIN_STORED_PROBABILITY up)."""
     n, k = len(oos.clip_ids), len(oos.labels)
-    thresholds = confident_thresholds(oos.scores, oos.targets)
+    *thresholds, asserted = _thresholds_and_counts(oos.scores, oos.targets)
     keys = store_model_audit.clip_keys(con, oos.clip_ids)
     key_of_row = (pd.DataFrame({"clip_id": oos.clip_ids}).merge(keys, on="clip_id", how="left")["clip_key"]
                   .fillna(-1).to_numpy(dtype=np.int64))
     known = key_of_row >= 0
     unknown = int(n - known.sum())
     labels = pa.array(oos.labels, pa.string())
-    asserted = np.zeros(k, dtype=np.int64)
     counts = {"stored_pairs": 0}
     folds = np.asarray(oos.folds, dtype=np.int32)
 
     def store_block(block: slice, p: np.ndarray, y: np.ndarray, hallucination: np.ndarray, miss: np.ndarray) -> None:
-        asserted[:] += y.sum(0)
         keep = (y | (p >= MIN_STORED_PROBABILITY) | hallucination | miss) & known[block][:, None]
         rows, cols = np.nonzero(keep)
         if not len(rows):
@@ -390,7 +398,8 @@ def store_audit_of(con: duckdb.DuckDBPyConnection, run_id: str, oos: OosScores, 
 
     with store.transaction(con):
         store_model_audit.delete_audit(con, run_id)
-        cells = suspect_cells(oos.scores, oos.targets, oos.clip_ids, oos.labels, thresholds, on_block=store_block)
+        cells = suspect_cells(oos.scores, oos.targets, oos.clip_ids, oos.labels, tuple(thresholds),
+                              on_block=store_block)
         hallucinations = np.bincount(cells.cols[cells.hallucination], minlength=k)
         misses = np.bincount(cells.cols[~cells.hallucination], minlength=k)
         tags = _tag_frame(oos.labels, n, asserted, *thresholds, hallucinations, misses)

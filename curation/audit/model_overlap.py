@@ -38,7 +38,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from curation.audit.model_audit import ModelAuditError, OosScores, read_oos_scores
+from curation.audit.model_audit import ModelAuditError, OosScores, asserted_counts, read_oos_scores
 from curation.store import model_audit as store_model_audit
 from curation.vocabulary.decisions import CurationState
 
@@ -150,15 +150,6 @@ def tag_predictability(scores: np.ndarray, targets: np.ndarray, labels: list[str
     return frame.sort_values(["auc", "tag"], na_position="last", kind="mergesort").reset_index(drop=True)
 
 
-def column_counts(targets: np.ndarray) -> np.ndarray:
-    """Clips asserting each tag, summed in row blocks (no bool copy of a whole memory-mapped matrix)."""
-    counts = np.zeros(targets.shape[1], dtype=np.int64)
-    step = max(1, COLUMN_BLOCK_CELLS // max(targets.shape[1], 1))
-    for start in range(0, len(targets), step):
-        counts += np.asarray(targets[start:start + step], dtype=bool).sum(0)
-    return counts
-
-
 def pair_separability(scores: np.ndarray, targets: np.ndarray, a: int, b: int) -> dict:
     """How well the out-of-sample scores tell tag column ``a`` from ``b`` on the clips asserting exactly one."""
     target_a, target_b = np.asarray(targets[:, a], dtype=bool), np.asarray(targets[:, b], dtype=bool)
@@ -182,9 +173,9 @@ def pair_verdict(separability: float, a_only: int, b_only: int, min_clips: int =
 
 def mutual_confusion(scores: np.ndarray, targets: np.ndarray, *, seed: int = 0,
                      columns: np.ndarray | None = None) -> np.ndarray:
-    """(K, K) symmetric (K: ``columns``, default all): for tags a, b the mean over both directions of min(1, mean p_a over the clips tagged b /
-    mean p_a over the clips tagged a), on at most SCREEN_CLIPS clips (a seeded sample). NaN-free: a tag without
-    clips in the sample gets 0 with every other."""
+    """(K, K) symmetric (K: ``columns``, default all): for tags a, b the mean over both directions of min(1,
+    mean p_a over the clips tagged b / mean p_a over the clips tagged a), on at most SCREEN_CLIPS clips (a seeded
+    sample). NaN-free: a tag without clips in the sample gets 0 with every other."""
     rows = np.arange(len(scores))
     if len(rows) > SCREEN_CLIPS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, SCREEN_CLIPS, replace=False))
@@ -208,7 +199,7 @@ def overlapping_pairs(scores: np.ndarray, targets: np.ndarray, labels: list[str]
     separability and verdict, least separable first. Tags asserted on fewer than ``min_clips`` clips are left
     out (nothing can be said of them)."""
     columns = np.arange(len(labels)) if columns is None else np.asarray(columns)
-    usable = np.nonzero(column_counts(targets)[columns] >= min_clips)[0]    # positions in labels / columns
+    usable = np.nonzero(asserted_counts(targets)[columns] >= min_clips)[0]    # positions in labels / columns
     if len(usable) < 2:
         return pd.DataFrame(columns=list(PAIR_COLUMNS))
     confusion = mutual_confusion(scores, targets, seed=seed, columns=columns[usable])

@@ -95,8 +95,8 @@ class JobSpec:
             problems.append(f"steps {self.steps}: expected at least 1")
         if self.gpus < 1 or self.nodes < 1:
             problems.append(f"{self.nodes} nodes x {self.gpus} processes: expected at least 1 of each")
-        if audit_folds_problem(self.audit_folds):
-            problems.append(audit_folds_problem(self.audit_folds))
+        if problem := audit_folds_problem(self.audit_folds):
+            problems.append(problem)
         for item in self.extra_set:
             if "=" not in item:
                 problems.append(f"--set {item!r}: expected key=value")
