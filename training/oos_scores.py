@@ -84,10 +84,25 @@ UNITS_PER_60_DB = float(np.log(1e6)) / 4.0
 # every repeat still scores a clip with a head that never saw it; the average is less tied to one random split
 # (demo export: mean BCE 0.2006 -> 0.1896 with 3 repeats).
 REPEATS = 3
+# What the audit disputes an ASSERTED tag with. A captioner's hallucinations follow its caption's context (it says
+# "reverb" because it said "music": the co-occurrence bias known from image captioning, Rohrbach et al. 2018,
+# "Object Hallucination in Image Captioning"). A head fitted on such labels learns the context's sound (music)
+# as evidence for the tag and then agrees with the hallucination wherever that sound is. "discount" (the default)
+# fits a second head that also sees each clip's other asserted tags, so the label's share the context explains is
+# carried by those inputs, and scores asserted tags with the context held at its mean: P(tag | the audio, beyond
+# the caption's other tags). Omissions keep P(tag | audio) from the first head (with the context a dropped tag's
+# partner, "female" for a child, would explain its absence away). The discounted probabilities are written as
+# DISPUTES_MATRIX (every cell: hallucinations are confident learning on them, with their own thresholds); the
+# scores themselves stay P(tag | audio), for misses and for the model's merge and prune evidence. "none": one head, as before. Measured on the demo (bench/RESULTS.md,
+# sixth pass): every asserted-tag bias found as well or better; not tuned (the context weights take the head's
+# own L2 penalty).
+CONTEXT_MODES = ("discount", "none")
+DEFAULT_CONTEXT = "discount"
 OUT_DIR = "model_audit"
 SCORES_FILE = "oos_scores.npz"
 SCORES_MATRIX = "oos_scores.scores.npy"     # curation.audit.model_audit reads these names (no training import)
 TARGETS_MATRIX = "oos_scores.targets.npy"
+DISPUTES_MATRIX = "oos_scores.disputes.npy"  # float32: the context head's P, held-out (CONTEXT_MODES)
 META_FILE = "oos_scores.json"
 # L2 penalty on each tag's weight vector: mean BCE + (L2_STRENGTH / n_train) * mean_k ||w_k||^2, i.e. a fixed
 # penalty on the summed loss, as in a plain logistic regression (shrinkage fades as clips grow). A head free to fit
@@ -241,12 +256,18 @@ def pooled_features(export, ckpt: dict | None, kind: str, *, max_clip_s: float, 
 
 
 def fit_head_and_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, *, seed: int,
-                       steps: int = 300, lr: float = 1e-2, l2: float | None = None, device: str = "cpu") -> np.ndarray:
+                       steps: int = 300, lr: float = 1e-2, l2: float | None = None, device: str = "cpu",
+                       context: bool = False) -> np.ndarray:
     """Fit a linear multi-label head (sigmoid per tag, BCE) on ``train`` and return P(tag | clip) on ``test``.
     Features are standardised with the training fold's statistics only. Full-batch Adam, fixed settings (no
     tuning on the held-out fold). On the CPU one thread (the demo's matrices are tiny: threads only contend on a
     shared machine); with ``device="cuda"`` the fits run on the GPU, which a real corpus needs (360k clips x 3,000
-    tags is ~10^9 logits per step)."""
+    tags is ~10^9 logits per step).
+
+    ``context=True``: the head also sees, for each tag, the clip's OTHER asserted tags (``y`` with the tag's own
+    column masked; a sparse product, since a clip asserts a few tags of thousands), with the same L2 penalty, and
+    the returned probability holds that context at its training mean: what the audio says about the tag beyond
+    what the caption's other tags make the captioner say (CONTEXT_DISCOUNT explains why)."""
     import torch
     import torch.nn.functional as F
 
@@ -266,30 +287,51 @@ def fit_head_and_score(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np
         with torch.no_grad():
             head.bias.copy_(torch.log(prevalence / (1 - prevalence)))
         l2 = L2_STRENGTH / max(len(train), 1) if l2 is None else l2
-        opt = torch.optim.Adam(head.parameters(), lr=lr)
+        params = list(head.parameters())
+        if context:
+            k = y.shape[1]
+            rows, cols = np.nonzero(y[train])
+            # (train clips x tags) 0/1, sparse; centred by subtracting its column means through the weights.
+            asserted = torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), torch.ones(len(rows)),
+                                               (len(train), k), device=dev, check_invariants=True).coalesce()
+            context_mean = yt[tr].mean(0)
+            not_self = 1.0 - torch.eye(k, device=dev)
+            context_weight = torch.zeros(k, k, device=dev, requires_grad=True)
+            params.append(context_weight)
+        opt = torch.optim.Adam(params, lr=lr)
         for _ in range(steps):
-            loss = F.binary_cross_entropy_with_logits(head(xt[tr]), yt[tr]) + l2 * head.weight.pow(2).sum(1).mean()
+            logits = head(xt[tr])
+            penalty = head.weight.pow(2).sum(1).mean()
+            if context:
+                weight = context_weight * not_self
+                logits = logits + torch.sparse.mm(asserted, weight.T) - context_mean @ weight.T
+                penalty = penalty + weight.pow(2).sum(1).mean()
+            loss = F.binary_cross_entropy_with_logits(logits, yt[tr]) + l2 * penalty
             opt.zero_grad()
             loss.backward()
             opt.step()
         with torch.no_grad():
+            # With context, the held-out clip's context sits at the training mean: its centred term is zero.
             return torch.sigmoid(head(xt[torch.from_numpy(test).to(dev)])).cpu().numpy()
     finally:
         torch.set_num_threads(threads)
 
 
-def cross_fit(x: np.ndarray, y: np.ndarray, folds: np.ndarray, *, seed: int, device: str = "cpu") -> np.ndarray:
-    """(N, K) out-of-sample probabilities: clip i is scored by the head fitted on every fold but its own."""
+def cross_fit(x: np.ndarray, y: np.ndarray, folds: np.ndarray, *, seed: int, device: str = "cpu",
+              context: bool = False) -> np.ndarray:
+    """(N, K) out-of-sample probabilities: clip i is scored by the head fitted on every fold but its own
+    (``context``: see ``fit_head_and_score``)."""
     scores = np.zeros(y.shape, dtype=np.float32)
     for f in range(int(folds.max()) + 1):
         test = np.nonzero(folds == f)[0]
         train = np.nonzero(folds != f)[0]
-        scores[test] = fit_head_and_score(x, y, train, test, seed=seed + f, device=device)
+        scores[test] = fit_head_and_score(x, y, train, test, seed=seed + f, device=device, context=context)
     return scores
 
 
 def repeated_cross_fit(x: np.ndarray, y: np.ndarray, clip_ids: list[str], *, n_folds: int, seed: int,
-                       repeats: int = REPEATS, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                       repeats: int = REPEATS, device: str = "cpu",
+                       context: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(scores, folds of the first repeat): the mean of ``repeats`` cross-fits, each with its own seeded fold
     assignment; each of them scores a clip only with heads that never saw it, so their mean does too."""
     if repeats < 1:
@@ -299,13 +341,14 @@ def repeated_cross_fit(x: np.ndarray, y: np.ndarray, clip_ids: list[str], *, n_f
     for r in range(repeats):
         folds = fold_of(clip_ids, n_folds, seed + 1000 * r)
         first_folds = folds if first_folds is None else first_folds
-        total += cross_fit(x, y, folds, seed=seed + 1000 * r, device=device)
+        total += cross_fit(x, y, folds, seed=seed + 1000 * r, device=device, context=context)
     return (total / repeats).astype(np.float32), first_folds
 
 
 def score_run(run_dir: Path, *, n_folds: int, features: str, device: str, seed: int = 0,
-              export_dir: Path | None = None, fbank_stats: str = DEFAULT_FBANK_STATS, repeats: int = REPEATS) -> dict:
-    """Compute and write RUN_DIR/model_audit/oos_scores.{npz,json}; returns the metadata written."""
+              export_dir: Path | None = None, fbank_stats: str = DEFAULT_FBANK_STATS, repeats: int = REPEATS,
+              context: str = DEFAULT_CONTEXT) -> dict:
+    """Compute and write RUN_DIR/model_audit/oos_scores.{npz,json} (and the matrices); returns the metadata."""
     from training.data import load_export
     from training.probe import file_sha256, load_checkpoint, resolve_checkpoint
     started = time.perf_counter()
@@ -329,6 +372,8 @@ def score_run(run_dir: Path, *, n_folds: int, features: str, device: str, seed: 
         raise UsageError(f"--fbank-stats {fbank_stats}: expected one of {', '.join(FBANK_STATS)}")
     if repeats < 1:
         raise UsageError(f"--repeats {repeats}: expected at least 1")
+    if context not in CONTEXT_MODES:
+        raise UsageError(f"--context {context}: expected one of {', '.join(CONTEXT_MODES)}")
     if device == "cuda":
         import torch
 
@@ -350,20 +395,28 @@ def score_run(run_dir: Path, *, n_folds: int, features: str, device: str, seed: 
     for row, clip_id in enumerate(clip_ids):
         y[row, list(export.clips[clip_id].tag_ids)] = 1
     scores, folds = repeated_cross_fit(x, y, clip_ids, n_folds=n_folds, seed=seed, repeats=repeats, device=device)
+    disputes = None
+    if context == "discount":
+        discounted, _ = repeated_cross_fit(x, y, clip_ids, n_folds=n_folds, seed=seed, repeats=repeats,
+                                           device=device, context=True)
+        disputes = discounted
     meta = {"run_id": config.get("run_id", run_dir.name), "export_id": export.record.get("export_id"),
             "export_dir": str(export.dir), "checkpoint": str(ckpt_path) if ckpt_path else None,
             "checkpoint_sha256": file_sha256(ckpt_path) if ckpt_path else None, "features": features,
             "fbank_stats": fbank_stats if features != "encoder" else None, "repeats": repeats,
-            "feature_dim": int(x.shape[1]), "folds": n_folds, "seed": seed, "method": METHOD,
+            "feature_dim": int(x.shape[1]), "folds": n_folds, "seed": seed, "context": context,
+            "method": METHOD + ("; asserted tags disputed by a second head that also sees the caption's other tags, "
+                                "held at their mean" if context == "discount" else ""),
             "n_clips": len(clip_ids), "n_tags": export.n_tags, "seconds": round(time.perf_counter() - started, 3)}
-    return write_scores(run_dir, clip_ids, export.labels, scores, y, folds, meta)
+    return write_scores(run_dir, clip_ids, export.labels, scores, y, folds, meta, disputes=disputes)
 
 
 def write_scores(run_dir: Path, clip_ids: list[str], labels: list[str], scores: np.ndarray, targets: np.ndarray,
-                 folds: np.ndarray, meta: dict) -> dict:
+                 folds: np.ndarray, meta: dict, *, disputes: np.ndarray | None = None) -> dict:
     """Write RUN_DIR/model_audit/: oos_scores.npz (clip ids, labels, folds), the (clips x tags) matrices as plain
-    .npy files beside it (SCORES_MATRIX: float32 probabilities, TARGETS_MATRIX: uint8 0/1), and oos_scores.json
-    last (``meta`` gains created_at); returns the metadata.
+    .npy files beside it (SCORES_MATRIX: float32 probabilities, TARGETS_MATRIX: uint8 0/1, and DISPUTES_MATRIX
+    when ``disputes`` is given: the context head's probabilities, which hallucinations are found with), and
+    oos_scores.json last (``meta`` gains created_at); returns the metadata.
 
     Why plain .npy: the reader memory-maps them and works through them in row blocks, so auditing a real corpus
     (360k clips x 3,000 tags is 4.3 GB of float32) never needs them in memory at once; a compressed npz member
@@ -379,14 +432,21 @@ def write_scores(run_dir: Path, clip_ids: list[str], labels: list[str], scores: 
     if scores.shape != targets.shape or scores.shape != (len(clip_ids), len(labels)):
         raise UsageError(f"scores {scores.shape}, targets {targets.shape}: expected both ({len(clip_ids)}, "
                          f"{len(labels)}) (clips x tags)")
-    for name, matrix in ((SCORES_MATRIX, scores), (TARGETS_MATRIX, targets)):
+    matrices = [(SCORES_MATRIX, scores), (TARGETS_MATRIX, targets)]
+    (out / DISPUTES_MATRIX).unlink(missing_ok=True)  # never an old run's disputes beside new scores
+    if disputes is not None:
+        disputes = np.asarray(disputes, dtype=np.float32)
+        if disputes.shape != scores.shape:
+            raise UsageError(f"disputes {disputes.shape}: expected the scores' shape {scores.shape}")
+        matrices.append((DISPUTES_MATRIX, disputes))
+    for name, matrix in matrices:
         tmp = out / (name + ".tmp.npy")
         np.save(tmp, matrix)
         tmp.replace(out / name)
     tmp = out / (SCORES_FILE + ".tmp.npz")
     np.savez_compressed(tmp, clip_ids=np.array(clip_ids), labels=np.array(labels), folds=np.asarray(folds))
     tmp.replace(out / SCORES_FILE)
-    meta = {**meta, "format": 2, "created_at": now_iso()}
+    meta = {**meta, "format": 2, "disputes_matrix": disputes is not None, "created_at": now_iso()}
     write_json_atomic(out / META_FILE, meta)
     return meta
 
@@ -405,12 +465,16 @@ def main(argv: list[str] | None = None) -> int:
                              f"{DEFAULT_FBANK_STATS}")
     parser.add_argument("--repeats", type=int, default=REPEATS,
                         help=f"cross-fits with different fold seeds, averaged (default {REPEATS})")
+    parser.add_argument("--context", choices=CONTEXT_MODES, default=DEFAULT_CONTEXT,
+                        help="discount (default): asserted tags are disputed by a second head that also sees the "
+                             "caption's other tags, held at their mean; none: one head for both")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         meta = score_run(args.run, n_folds=args.folds, features=args.features, device=args.device, seed=args.seed,
-                         export_dir=args.export, fbank_stats=args.fbank_stats, repeats=args.repeats)
+                         export_dir=args.export, fbank_stats=args.fbank_stats, repeats=args.repeats,
+                         context=args.context)
     except UtsError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

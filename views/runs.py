@@ -198,7 +198,7 @@ else:
     ready = scores_written(run["run_dir"], folds)
     st.caption(f"The job wrote its out-of-sample scores ({folds} folds): auditing stores them in seconds." if ready
                else f"Auditing scores every clip of the export on this machine first ({folds} folds, CPU; about "
-                    "20 s for the 600-clip demo). Launch runs with model-audit folds to have the job do it.")
+                    "30 s for the 600-clip demo). Launch runs with model-audit folds to have the job do it.")
     if st.button("Audit the captioner with this run", key="model_audit_button"):
         try:
             with st.spinner("Scoring and storing the model audit..."):

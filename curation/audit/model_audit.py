@@ -14,6 +14,11 @@ written here, not imported: cleanlab is AGPL-3.0. Per tag j, with p = P(tag j | 
 - t_asserted[j] = mean p over the clips the captioner tagged j; t_omitted[j] = mean (1 - p) over the others
   (per-class average self-confidence: a rare tag's thresholds sit where its own scores sit, so frequent and rare
   tags compare fairly);
+- hallucinations are found with p from a second head that also saw the caption's other tags and scores with them
+  held at their mean (``context="discount"``, the default: a hallucination driven by the caption's context, "reverb"
+  because "music", is otherwise learned from the audio of that context and agreed with; training.oos_scores
+  CONTEXT_MODES), misses with p = P(tag | audio) from the first head: each kind is confident learning on one
+  model's probabilities, with that model's thresholds;
 - a tag asserted on a clip is a suspected **hallucination** when 1 - p >= t_omitted[j] and the clip is not at
   least as confidently "asserted" (p >= t_asserted[j] with p > 1 - p); a tag not asserted is a suspected **miss**
   when p >= t_asserted[j] and not as confidently "omitted". This is the binary confident joint's off-diagonal;
@@ -58,6 +63,9 @@ SCORES_DIR = "model_audit"
 SCORES_FILE = "oos_scores.npz"
 SCORES_MATRIX = "oos_scores.scores.npy"     # training.oos_scores.SCORES_MATRIX (float32, clips x tags)
 TARGETS_MATRIX = "oos_scores.targets.npy"   # training.oos_scores.TARGETS_MATRIX (uint8 0/1)
+DISPUTES_MATRIX = "oos_scores.disputes.npy"  # training.oos_scores.DISPUTES_MATRIX (float32, optional)
+CONTEXT_MODES = ("discount", "none")        # training.oos_scores.CONTEXT_MODES
+DEFAULT_CONTEXT = "discount"                # training.oos_scores.DEFAULT_CONTEXT
 META_FILE = "oos_scores.json"
 # The audit works through the scores in blocks of this many clips (x all tags): thresholds in one pass, suspects
 # and stored pairs in a second, so its memory is a few blocks, not the matrix (a real corpus: 360k x 3,000).
@@ -80,6 +88,13 @@ class OosScores:
     targets: np.ndarray      # (clips, tags) bool: the captioner asserted the tag (the export's labels)
     folds: np.ndarray        # (clips,) the fold each clip was held out in
     meta: dict               # oos_scores.json: run, export, features, folds, method, seconds
+    disputes: np.ndarray | None = None  # (clips, tags) float: the context head's P (``context="discount"``)
+
+    @property
+    def dispute_scores(self) -> np.ndarray:
+        """The probabilities hallucinations are found with: the context head's where the scores were made with
+        ``context="discount"``, else ``scores`` (misses are always found with ``scores``)."""
+        return self.scores if self.disputes is None else self.disputes
 
 
 @dataclass(frozen=True)
@@ -169,17 +184,27 @@ class SuspectCells:
 
 
 def suspect_cells(scores: np.ndarray, targets: np.ndarray, clip_ids: list[str], labels: list[str],
-                  thresholds: tuple[np.ndarray, np.ndarray] | None = None, on_block=None) -> SuspectCells:
+                  thresholds: tuple[np.ndarray, np.ndarray] | None = None, on_block=None, *,
+                  disputes: np.ndarray | None = None,
+                  dispute_thresholds: tuple[np.ndarray, np.ndarray] | None = None) -> SuspectCells:
     """Every suspected hallucination and miss, best first (score descending; ties by tag then clip id, so the
-    order is reproducible), found block by block. ``on_block(block, p, y, hallucination, miss)`` sees each row
-    block as it goes (the audit stores its pairs from there, without a second pass)."""
+    order is reproducible), found block by block. ``disputes``: the probabilities hallucinations are found with
+    (confident learning on them, with ``dispute_thresholds``; OosScores.disputes), misses always with ``scores``;
+    without it both with ``scores``. ``on_block(block, p, y, hallucination, miss)`` sees each row block as it goes
+    (the audit stores its pairs from there, without a second pass), p = the probability each cell was judged by."""
     n, k = scores.shape
     t_asserted, t_omitted = thresholds if thresholds is not None else confident_thresholds(scores, targets)
+    if disputes is not None and dispute_thresholds is None:
+        dispute_thresholds = confident_thresholds(disputes, targets)
     parts = []
     for block in row_blocks(n, k):
         p = np.asarray(scores[block], dtype=np.float64)
         y = np.asarray(targets[block], dtype=bool)
         hallucination, miss = suspect_mask(p, y, t_asserted, t_omitted)
+        if disputes is not None:
+            q = np.asarray(disputes[block], dtype=np.float64)
+            hallucination = suspect_mask(q, y, *dispute_thresholds)[0]
+            p = np.where(y, q, p)
         for mask, is_h in ((hallucination, True), (miss, False)):
             r, c = np.nonzero(mask)
             parts.append((r + block.start, c, np.full(len(r), is_h), 1 - p[r, c] if is_h else p[r, c]))
@@ -205,12 +230,13 @@ def find_suspects(scores: np.ndarray, targets: np.ndarray, clip_ids: list[str], 
 
 
 def _tag_frame(labels: list[str], n_clips: int, asserted: np.ndarray, t_asserted: np.ndarray,
-               t_omitted: np.ndarray, hallucinations: np.ndarray, misses: np.ndarray) -> pd.DataFrame:
+               t_omitted: np.ndarray, hallucinations: np.ndarray, misses: np.ndarray, *,
+               mean_asserted: np.ndarray | None = None) -> pd.DataFrame:
     frame = pd.DataFrame({
         "tag": labels, "asserted": asserted.astype(int), "omitted": (n_clips - asserted).astype(int),
         "threshold_asserted": t_asserted, "threshold_omitted": t_omitted,
         "hallucinations": hallucinations.astype(int), "misses": misses.astype(int),
-        "mean_probability_asserted": t_asserted,
+        "mean_probability_asserted": t_asserted if mean_asserted is None else mean_asserted,
     })
     with np.errstate(invalid="ignore", divide="ignore"):
         frame["estimated_precision"] = np.where(asserted > 0, 1 - frame["hallucinations"] / np.maximum(asserted, 1),
@@ -256,32 +282,41 @@ def read_oos_scores(run_dir: Path) -> OosScores:
         if not inline:
             arrays["scores"] = np.load(path.with_name(SCORES_MATRIX), mmap_mode="r", allow_pickle=False)
             arrays["targets"] = np.load(path.with_name(TARGETS_MATRIX), mmap_mode="r", allow_pickle=False)
+            if meta.get("disputes_matrix"):
+                arrays["disputes"] = np.load(path.with_name(DISPUTES_MATRIX), mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelAuditError(f"{path}: unreadable out-of-sample scores ({type(exc).__name__}: {exc}); expected "
                               f"arrays clip_ids, labels, folds and the matrices {SCORES_MATRIX}, {TARGETS_MATRIX} "
-                              "beside it (recompute with --recompute)") from None
+                              f"(and {DISPUTES_MATRIX} where oos_scores.json says so) beside it (recompute with "
+                              "--recompute)") from None
     n, k = len(arrays["clip_ids"]), len(arrays["labels"])
-    for name in ("scores", "targets"):
+    for name in ("scores", "targets", "disputes"):
+        if name not in arrays:
+            continue
         if arrays[name].shape != (n, k):
             raise ModelAuditError(f"{path}: field '{name}' has shape {arrays[name].shape}; expected ({n}, {k}) "
                                   "(clips x tags); recompute with --recompute")
     scores = arrays["scores"] if not inline else arrays["scores"].astype(np.float32)
-    if scores.dtype != np.float32 or arrays["targets"].dtype not in (np.uint8, np.bool_):
-        raise ModelAuditError(f"{path}: scores {scores.dtype}, targets {arrays['targets'].dtype}; expected float32 "
-                              "probabilities and 0/1 uint8 targets (recompute with --recompute)")
+    disputes = arrays.get("disputes")
+    if (scores.dtype != np.float32 or arrays["targets"].dtype not in (np.uint8, np.bool_)
+            or (disputes is not None and disputes.dtype != np.float32)):
+        raise ModelAuditError(f"{path}: scores {scores.dtype}, targets {arrays['targets'].dtype}"
+                              + (f", disputes {disputes.dtype}" if disputes is not None else "")
+                              + "; expected float32 probabilities and 0/1 uint8 targets (recompute with --recompute)")
     targets = arrays["targets"]
     # One pass in row blocks (the matrices may be larger than memory): every score a probability, every target 0/1.
     for block in row_blocks(n, k):
-        values = scores[block]
-        if values.size and (not np.isfinite(values).all() or values.min() < 0 or values.max() > 1):
-            raise ModelAuditError(f"{path}: field 'scores' holds values outside [0, 1] (clips {block.start}-"
-                                  f"{block.stop - 1}); expected probabilities")
+        for name, matrix in (("scores", scores), ("disputes", disputes)):
+            values = matrix[block] if matrix is not None else np.zeros(0)
+            if values.size and (not np.isfinite(values).all() or values.min() < 0 or values.max() > 1):
+                raise ModelAuditError(f"{path}: field '{name}' holds values outside [0, 1] (clips {block.start}-"
+                                      f"{block.stop - 1}); expected probabilities")
         if targets.dtype == np.uint8 and targets[block].size and targets[block].max() > 1:
             raise ModelAuditError(f"{path}: field 'targets' holds values other than 0 and 1 (clips {block.start}-"
                                   f"{block.stop - 1}); expected 0/1 per clip and tag")
     targets = targets.view(np.bool_) if targets.dtype == np.uint8 else targets
     return OosScores([str(c) for c in arrays["clip_ids"]], [str(t) for t in arrays["labels"]], scores, targets,
-                     arrays["folds"].astype(int), {**meta, "scores_file": str(path)})
+                     arrays["folds"].astype(int), {**meta, "scores_file": str(path)}, disputes)
 
 
 def row_blocks(n_clips: int, n_tags: int, cells: int | None = None) -> list[slice]:
@@ -293,10 +328,11 @@ def row_blocks(n_clips: int, n_tags: int, cells: int | None = None) -> list[slic
 
 def compute_oos_scores(run_dir: Path, *, folds: int, features: str = "both", device: str = "cpu",
                        python: str | None = None, fbank_stats: str = DEFAULT_FBANK_STATS,
-                       repeats: int = REPEATS) -> dict:
+                       repeats: int = REPEATS, context: str = DEFAULT_CONTEXT) -> dict:
     """Run ``python -m training.oos_scores`` on the run directory (torch stays out of this process)."""
     command = [python or sys.executable, "-m", "training.oos_scores", "--run", str(run_dir), "--folds", str(folds),
-               "--features", features, "--device", device, "--fbank-stats", fbank_stats, "--repeats", str(repeats)]
+               "--features", features, "--device", device, "--fbank-stats", fbank_stats, "--repeats", str(repeats),
+               "--context", context]
     result = subprocess.run(command, cwd=store.PROJECT_ROOT, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
@@ -305,7 +341,7 @@ def compute_oos_scores(run_dir: Path, *, folds: int, features: str = "both", dev
 
 
 def _scores_current(run_dir: Path, folds: int, features: str, fbank_stats: str = DEFAULT_FBANK_STATS,
-                    repeats: int = REPEATS) -> bool:
+                    repeats: int = REPEATS, context: str = DEFAULT_CONTEXT) -> bool:
     meta_path = scores_path(run_dir).with_name(META_FILE)
     if not scores_path(run_dir).is_file() or not meta_path.is_file():
         return False
@@ -318,6 +354,9 @@ def _scores_current(run_dir: Path, folds: int, features: str, fbank_stats: str =
     # Scores written before these settings existed were moments-only, single cross-fits.
     if meta.get("repeats", 1) != repeats or (features != "encoder"
                                              and meta.get("fbank_stats", "moments") != fbank_stats):
+        return False
+    # Scores written before the context discount existed judged asserted tags by the audio head alone.
+    if meta.get("context", "none") != context:
         return False
     checkpoint = Path(run_dir) / "checkpoints" / "last.pt"
     # Scores made from an older checkpoint of this run (it was resumed and trained on) are stale.
@@ -348,7 +387,7 @@ def _run_dir(con: duckdb.DuckDBPyConnection, run_id: str) -> Path:
 
 def run_model_audit(con: duckdb.DuckDBPyConnection, run_id: str, *, folds: int = 5, features: str = "both",
                     device: str = "cpu", recompute: bool = False, fbank_stats: str = DEFAULT_FBANK_STATS,
-                    repeats: int = REPEATS) -> ModelAudit:
+                    repeats: int = REPEATS, context: str = DEFAULT_CONTEXT) -> ModelAudit:
     """Score (or reuse the scores of) a finished run, find suspects, store everything for the run (replacing a
     previous audit of it, in one transaction) and return them."""
     if folds < 2:
@@ -359,11 +398,13 @@ def run_model_audit(con: duckdb.DuckDBPyConnection, run_id: str, *, folds: int =
         raise ModelAuditError(f"--fbank-stats {fbank_stats}: expected one of {', '.join(FBANK_STATS)}")
     if repeats < 1:
         raise ModelAuditError(f"--repeats {repeats}: expected at least 1")
+    if context not in CONTEXT_MODES:
+        raise ModelAuditError(f"--context {context}: expected one of {', '.join(CONTEXT_MODES)}")
     run_dir = _run_dir(con, run_id)
-    reused = not recompute and _scores_current(run_dir, folds, features, fbank_stats, repeats)
+    reused = not recompute and _scores_current(run_dir, folds, features, fbank_stats, repeats, context)
     if not reused:
         compute_oos_scores(run_dir, folds=folds, features=features, device=device, fbank_stats=fbank_stats,
-                           repeats=repeats)
+                           repeats=repeats, context=context)
     oos = read_oos_scores(run_dir)
     return store_audit_of(con, run_id, oos, reused=reused)
 
@@ -376,6 +417,10 @@ def store_audit_of(con: duckdb.DuckDBPyConnection, run_id: str, oos: OosScores, 
     (every asserted pair, every suspect, and unasserted pairs from MIN_STORED_PROBABILITY up)."""
     n, k = len(oos.clip_ids), len(oos.labels)
     *thresholds, asserted = _thresholds_and_counts(oos.scores, oos.targets)
+    # Hallucinations are confident learning on the context head's probabilities (its own thresholds), misses on
+    # the audio head's (training.oos_scores CONTEXT_MODES).
+    dispute_thresholds = (tuple(_thresholds_and_counts(oos.disputes, oos.targets)[:2]) if oos.disputes is not None
+                          else tuple(thresholds))
     keys = store_model_audit.clip_keys(con, oos.clip_ids)
     key_of_row = (pd.DataFrame({"clip_id": oos.clip_ids}).merge(keys, on="clip_id", how="left")["clip_key"]
                   .fillna(-1).to_numpy(dtype=np.int64))
@@ -399,10 +444,13 @@ def store_audit_of(con: duckdb.DuckDBPyConnection, run_id: str, oos: OosScores, 
     with store.transaction(con):
         store_model_audit.delete_audit(con, run_id)
         cells = suspect_cells(oos.scores, oos.targets, oos.clip_ids, oos.labels, tuple(thresholds),
-                              on_block=store_block)
+                              on_block=store_block, disputes=oos.disputes, dispute_thresholds=dispute_thresholds)
         hallucinations = np.bincount(cells.cols[cells.hallucination], minlength=k)
         misses = np.bincount(cells.cols[~cells.hallucination], minlength=k)
-        tags = _tag_frame(oos.labels, n, asserted, *thresholds, hallucinations, misses)
+        # The threshold each kind of suspect must pass: a miss's p the audio head's t_asserted, a hallucination's
+        # 1 - p the context head's t_omitted; the mean p over asserted clips is the one hallucinations are judged by.
+        tags = _tag_frame(oos.labels, n, asserted, thresholds[0], dispute_thresholds[1], hallucinations, misses,
+                          mean_asserted=dispute_thresholds[0])
         stored = known[cells.rows]
         cells = SuspectCells(cells.rows[stored], cells.cols[stored], cells.hallucination[stored], cells.score[stored])
         store_model_audit.insert_rows(con, "model_audit_suspects", run_id, pa.table({
@@ -415,7 +463,8 @@ def store_audit_of(con: duckdb.DuckDBPyConnection, run_id: str, oos: OosScores, 
         audit = {"folds": int(oos.meta.get("folds", 0)), "features": str(oos.meta.get("features", "")),
                  "method": str(oos.meta.get("method", "")) + (
                      f"; log-mel {oos.meta['fbank_stats']}" if oos.meta.get("fbank_stats") else "")
-                 + f"; repeats={oos.meta.get('repeats', 1)}", "scores_file": str(oos.meta.get("scores_file", "")),
+                 + f"; repeats={oos.meta.get('repeats', 1)}; context={oos.meta.get('context', 'none')}",
+                 "scores_file": str(oos.meta.get("scores_file", "")),
                  "n_clips": n, "n_tags": k, "stored_pairs": counts["stored_pairs"],
                  "omitted_pairs": int(known.sum()) * k - counts["stored_pairs"],
                  "min_stored_probability": MIN_STORED_PROBABILITY, "unknown_clips": unknown,
@@ -490,8 +539,11 @@ def evaluate_planted_biases(oos: OosScores, truth_rows, biases, concept_of_tag, 
     labels do not cover are reported with 0 candidates."""
     truth = {str(r[0]): (set(r[1]), set(r[3])) for r in truth_rows}
     rows = [i for i, c in enumerate(oos.clip_ids) if c in truth]
-    t_asserted, t_omitted = confident_thresholds(oos.scores, oos.targets)
-    hallucination, miss = suspect_mask(oos.scores, oos.targets, t_asserted, t_omitted)
+    # A demo's matrices: small enough to hold whole. Hallucinations ranked and flagged by the probabilities the
+    # audit judges asserted tags by (the context head's, where the scores have it), misses by the audio head's.
+    scores, judged = np.asarray(oos.scores), np.asarray(oos.dispute_scores)
+    miss = suspect_mask(scores, oos.targets, *confident_thresholds(scores, oos.targets))[1]
+    hallucination = suspect_mask(judged, oos.targets, *confident_thresholds(judged, oos.targets))[0]
     concepts = [concept_of_tag(t) for t in oos.labels]
     # The concept a confusion drops (its true concept), from the bias's own description of the swap.
     dropped = {"child_called_female": "child", "siren_called_alarm": "siren"}
@@ -511,12 +563,12 @@ def evaluate_planted_biases(oos: OosScores, truth_rows, biases, concept_of_tag, 
             fired = np.array([bias.name in truth[oos.clip_ids[i]][1] for i in rows])
             if kind == "hallucination":
                 keep = asserted
-                score = (1 - np.where(oos.targets[np.ix_(rows, cols)], oos.scores[np.ix_(rows, cols)], 1.0)).max(1)
+                score = (1 - np.where(oos.targets[np.ix_(rows, cols)], judged[np.ix_(rows, cols)], 1.0)).max(1)
                 flagged = hallucination[np.ix_(rows, cols)].any(1)
                 planted = fired & np.array([concept not in truth[oos.clip_ids[i]][0] for i in rows])
             else:
                 keep = ~asserted
-                score = oos.scores[np.ix_(rows, cols)].max(1)
+                score = scores[np.ix_(rows, cols)].max(1)
                 flagged = miss[np.ix_(rows, cols)].any(1)
                 planted = fired & np.array([concept in truth[oos.clip_ids[i]][0] for i in rows])
             planted_in = planted[keep]

@@ -43,6 +43,11 @@ def add_commands(commands, db_argument) -> None:
                             "over 30 ms; default: it predicts the captioner's labels best out of sample)")
     audit.add_argument("--repeats", type=int, default=3,
                        help="cross-fits with different fold seeds, averaged (default 3)")
+    audit.add_argument("--context", choices=("discount", "none"), default="discount",
+                       help="discount (default): an asserted tag is judged by a second head that also saw the "
+                            "caption's other tags, held at their mean (a hallucination the caption's context drives, "
+                            "'reverb' because 'music', is not excused by the sound of that context); none: one head "
+                            "judges asserted and omitted tags alike")
     audit.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where clips are encoded")
     audit.add_argument("--recompute", action="store_true", help="score again even if the run has current scores")
     audit.add_argument("--limit", type=int, default=None, help="print at most this many suspects")
@@ -99,7 +104,8 @@ def _audit(args: argparse.Namespace) -> int:
     con = store.connect(args.db)
     try:
         audit = run_model_audit(con, args.run, folds=args.folds, features=args.features, device=args.device,
-                                recompute=args.recompute, fbank_stats=args.fbank_stats, repeats=args.repeats)
+                                recompute=args.recompute, fbank_stats=args.fbank_stats, repeats=args.repeats,
+                                context=args.context)
         records = suspects_records(audit.suspects, args.limit)
         if args.json and args.campaign is None:
             print(json.dumps(records))

@@ -204,7 +204,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             n_clips INTEGER NOT NULL, n_tags INTEGER NOT NULL, stored_pairs BIGINT NOT NULL,
             omitted_pairs BIGINT NOT NULL, min_stored_probability DOUBLE NOT NULL, unknown_clips INTEGER NOT NULL,
             seconds DOUBLE)""",
-        # Out-of-sample P(tag | clip) from a head that never saw the clip. Every asserted pair is kept; an
+        # Out-of-sample P(tag | clip) from a head that never saw the clip (for an asserted pair, the probability the
+        # audit judged it by: the context head's where the run's scores were made with context=discount,
+        # training/oos_scores.py CONTEXT_MODES). Every asserted pair is kept; an
         # unasserted pair only above min_stored_probability (the rest are counted in model_audits.omitted_pairs and
         # stay in the run's scores matrix, model_audit/oos_scores.scores.npy): 400k clips x 800 tags would
         # otherwise be 320M rows of near-zeros.

@@ -15,7 +15,10 @@ from run_dirs import finish, write_config
 
 from curation import store
 from curation.audit.model_audit import (
+    CONTEXT_MODES,
+    DEFAULT_CONTEXT,
     DEFAULT_FBANK_STATS,
+    DISPUTES_MATRIX,
     FBANK_STATS,
     ModelAuditError,
     OosScores,
@@ -220,6 +223,10 @@ def test_the_command_the_library_and_the_scorer_offer_the_same_log_mel_settings(
     commands = next(a for a in build_parser()._actions if a.dest == "command")
     option = next(a for a in commands.choices["model-audit"]._actions if a.dest == "fbank_stats")
     assert (tuple(option.choices), option.default) == (FBANK_STATS, DEFAULT_FBANK_STATS)
+    assert (CONTEXT_MODES, DEFAULT_CONTEXT, DISPUTES_MATRIX) == (oos_scores.CONTEXT_MODES, oos_scores.DEFAULT_CONTEXT,
+                                                             oos_scores.DISPUTES_MATRIX)
+    option = next(a for a in commands.choices["model-audit"]._actions if a.dest == "context")
+    assert (tuple(option.choices), option.default) == (CONTEXT_MODES, DEFAULT_CONTEXT)
 
 
 def test_unknown_or_unfinished_runs_are_refused(planted, db_path, capsys):
@@ -483,3 +490,68 @@ def test_scores_files_of_the_first_format_are_still_read_and_bad_ones_refused(tm
     (tmp_path / "r4" / "model_audit" / "oos_scores.targets.npy").write_bytes(b"not an array")
     with pytest.raises(ModelAuditError, match="unreadable out-of-sample scores"):
         read_oos_scores(tmp_path / "r4")
+
+
+def test_hallucinations_are_found_with_the_context_head_and_misses_with_the_audio_head(db_path, tmp_path):
+    """Where the scorer wrote the context head's probabilities (the disputes matrix), hallucinations are confident
+    learning on them (their own thresholds) and misses on the audio head's scores; an asserted pair is stored with
+    the probability it was judged by. The model's merge and prune evidence keeps reading the scores."""
+    from curation.ingest.ingest import ingest_path
+    from training.oos_scores import write_scores
+
+    clip_ids = [f"clip-{i:02d}" for i in range(40)]
+    rng = np.random.default_rng(5)
+    labels = ["a", "b", "c"]
+    targets = rng.uniform(size=(40, 3)) < 0.4
+    scores = np.clip(np.where(targets, 0.6, 0.3) + rng.normal(0, 0.25, size=(40, 3)), 0, 1).astype(np.float32)
+    disputes = np.clip(np.where(targets, 0.6, 0.3) + rng.normal(0, 0.2, size=(40, 3)), 0, 1).astype(np.float32)
+    targets[0, 0], disputes[0, 0], scores[0, 0] = True, 0.01, 0.9   # the context head disputes clip 0's "a"
+    run_dir = tmp_path / "runs" / "r1"
+    write_scores(run_dir, clip_ids, labels, scores, targets, np.arange(40) % 2,
+                 {"run_id": "r1", "folds": 2, "features": "fbank", "method": "test", "context": "discount"},
+                 disputes=disputes)
+    oos = read_oos_scores(run_dir)
+    assert isinstance(oos.disputes, np.memmap) and np.array_equal(oos.dispute_scores, disputes)
+    con = store.connect(db_path)
+    try:
+        ingest_path(con, write_jsonl(tmp_path / "cuts.jsonl", [make_cut(c, tags=["tone"]) for c in clip_ids]))
+        audit = store_audit_of(con, "r1", oos)
+        stored = store_model_audit.audit_row(con, "r1")
+        probability = con.execute("SELECT probability FROM model_audit_scores s JOIN clips c USING (clip_key) "
+                                  "WHERE s.run_id = 'r1' AND c.clip_id = 'clip-00' AND s.tag = 'a'").fetchone()[0]
+    finally:
+        con.close()
+    from_context = reference_suspects(disputes.astype(np.float64), targets)
+    from_audio = reference_suspects(scores.astype(np.float64), targets)
+    expected = {**{c: k for c, k in from_context.items() if k == "hallucination"},
+                **{c: k for c, k in from_audio.items() if k == "miss"}}
+    got = {(clip_ids.index(r.clip_id), labels.index(r.tag)): r.kind for r in audit.suspects.itertuples()}
+    assert got == expected and got[(0, 0)] == "hallucination" and (0, 0) not in from_audio
+    assert expected != from_audio and any(k == "miss" for k in got.values())
+    assert probability == pytest.approx(0.01) and "context=discount" in stored["method"]
+    tags = audit.tags.set_index("tag")
+    assert tags.loc["a", "mean_probability_asserted"] == pytest.approx(disputes[targets[:, 0], 0].mean())
+    assert tags.loc["a", "threshold_asserted"] == pytest.approx(scores[targets[:, 0], 0].mean())  # a miss's bar
+    # A metadata file that names a disputes matrix the folder lacks is refused, not read as "no context".
+    (run_dir / "model_audit" / DISPUTES_MATRIX).unlink()
+    with pytest.raises(ModelAuditError, match="unreadable out-of-sample scores"):
+        read_oos_scores(run_dir)
+    write_scores(run_dir, clip_ids, labels, scores, targets, np.arange(40) % 2, {"folds": 2},
+                 disputes=disputes + 1)
+    with pytest.raises(ModelAuditError, match=r"'disputes' holds values outside \[0, 1\]"):
+        read_oos_scores(run_dir)
+
+
+def test_scores_made_without_the_context_head_are_recomputed_by_the_default_audit(tmp_path):
+    from curation.audit.model_audit import _scores_current
+    from training.oos_scores import write_scores
+
+    scores = np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32)
+    targets = np.array([[1, 0], [0, 1]], dtype=np.uint8)
+    settings = {"folds": 2, "features": "fbank", "fbank_stats": DEFAULT_FBANK_STATS, "repeats": 3}
+    write_scores(tmp_path / "old", ["a", "b"], ["x", "y"], scores, targets, np.array([0, 1]), settings)
+    assert not _scores_current(tmp_path / "old", 2, "fbank")                  # before the context head
+    assert _scores_current(tmp_path / "old", 2, "fbank", context="none")
+    write_scores(tmp_path / "new", ["a", "b"], ["x", "y"], scores, targets, np.array([0, 1]),
+                 {**settings, "context": "discount"}, disputes=scores)
+    assert _scores_current(tmp_path / "new", 2, "fbank")

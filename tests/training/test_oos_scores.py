@@ -189,6 +189,33 @@ def test_a_learnable_tag_is_scored_well_out_of_sample():
     assert _auc(scores[:, 0], y[:, 0]) > 0.95
 
 
+def test_the_context_head_disputes_a_tag_the_caption_s_context_makes_the_captioner_say():
+    """A captioner that says "reverb" on half the clips it calls "music", whatever they sound like (the co-occurrence
+    hallucination), and "guitar" exactly where a guitar sounds. The audio head learns music's sound as evidence for
+    reverb and half agrees with every such claim; the context head carries that share on its "music" input and,
+    with the context held at its mean, judges the claim by the audio alone. A tag its own audio shows (guitar) keeps
+    its high probability either way."""
+    rng = np.random.default_rng(0)
+    n = 600
+    x = rng.standard_normal((n, 6)).astype(np.float32)
+    music = x[:, 0] > 0                       # the sound of music
+    guitar = x[:, 1] > 0.5                    # a guitar sounds
+    reverb = music & (rng.uniform(size=n) < 0.5)   # said at random on half the music: not in the audio
+    y = np.stack([music, guitar, reverb], axis=1).astype(np.uint8)
+    folds = fold_of([str(i) for i in range(n)], 5, 0)
+    audio = cross_fit(x, y, folds, seed=0)
+    discounted = cross_fit(x, y, folds, seed=0, context=True)
+    assert audio[reverb, 2].mean() > 0.35                     # half agrees with the hallucination (0.40)
+    assert discounted[reverb, 2].mean() < audio[reverb, 2].mean() - 0.1   # disputes it (0.27)
+    assert discounted[guitar, 1].mean() > 0.65 and audio[guitar, 1].mean() > 0.65   # 0.71 both
+    assert abs(discounted[guitar, 1].mean() - audio[guitar, 1].mean()) < 0.03
+    # No clip is scored by a head that saw it, context or not: random labels stay at chance.
+    noise = (rng.uniform(size=(n, 2)) < 0.5).astype(np.uint8)
+    held_out = cross_fit(x, np.concatenate([y, noise], axis=1), folds, seed=0, context=True)
+    for j in (3, 4):
+        assert abs(_auc(held_out[:, j], noise[:, j - 3]) - 0.5) < 0.1
+
+
 @pytest.fixture
 def tiny_run(tiny_export, tmp_path) -> Path:
     run = tmp_path / "run1"
@@ -218,6 +245,16 @@ def test_a_finished_run_is_scored_into_its_run_directory(tiny_run, capsys):
     assert ((scores >= 0) & (scores <= 1)).all()
     assert list(targets[clip]) == [1, 0, 1, 1]  # clip 3: tone, high (odd), noise (multiple of 3)
     assert json.loads((tiny_run / "model_audit" / "oos_scores.json").read_text()) == meta
+    # The context head (the default), which hallucinations are found with, is written beside the audio head.
+    assert (meta["context"], meta["disputes_matrix"]) == ("discount", True)
+    disputes = np.load(out / "oos_scores.disputes.npy", mmap_mode="r")
+    assert disputes.shape == (24, 4) and disputes.dtype == np.float32
+    assert not np.allclose(disputes, scores)
+    assert ((disputes >= 0) & (disputes <= 1)).all()
+    # One head for both: no disputes matrix is left beside the new scores.
+    assert main(["--run", str(tiny_run), "--folds", "3", "--features", "fbank", "--context", "none"]) == 0
+    assert json.loads(capsys.readouterr().out)["disputes_matrix"] is False
+    assert not (out / "oos_scores.disputes.npy").exists()
     # The third version's log-mel features (band-group decay rates only), the second (dynamics, no decay rates)
     # and the first (moments only, one cross-fit) stay available.
     assert main(["--run", str(tiny_run), "--folds", "3", "--features", "fbank", "--fbank-stats", "decay"]) == 0
@@ -239,6 +276,8 @@ def test_bad_requests_are_refused_with_the_reason(tiny_run, tmp_path, capsys):
         score_run(tiny_run, n_folds=25, features="fbank", device="cpu")
     with pytest.raises(UsageError, match="fbank-stats"):
         score_run(tiny_run, n_folds=3, features="fbank", device="cpu", fbank_stats="spectrum")
+    with pytest.raises(UsageError, match="--context"):
+        score_run(tiny_run, n_folds=3, features="fbank", device="cpu", context="mean")
     import torch
 
     if not torch.cuda.is_available():   # a launched job asking for the GPU on a node without one
