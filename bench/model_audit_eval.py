@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-second-round", action="store_true",
                         help="skip closing the loop (model merge evidence -> merges -> export, train, audit again)")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the per-bias tables as JSON")
-    parser.add_argument("--variants", default="both/decay/3,both/dynamics/3,fbank/decay/3,fbank/dynamics/3,"
-                                              "encoder/-/3,both/moments/1,fbank/moments/1",
-                        help="comma-separated FEATURES/FBANK_STATS/REPEATS settings of model-audit to evaluate "
-                             "(the first is timed inside the whole loop); moments + 1 repeat = the first version, "
-                             "dynamics + 3 repeats the second")
+    parser.add_argument("--variants", default="both/fine-decay/3,both/fine-decay/3/none,fbank/fine-decay/3,"
+                                              "encoder/-/3,both/decay/3/none,both/moments/1/none",
+                        help="comma-separated FEATURES/FBANK_STATS/REPEATS[/CONTEXT] settings of model-audit to "
+                             "evaluate (the first is timed inside the whole loop); moments + 1 repeat = the first "
+                             "version, dynamics + 3 repeats the second; CONTEXT: discount (default) or none (the "
+                             "fifth pass and before)")
     args = parser.parse_args(argv)
     if args.work.exists() and any(args.work.iterdir()):
         sys.exit(f"{args.work} is not empty")
@@ -138,16 +139,17 @@ def audit_step(variant: str, run_id: str, run_dir: Path, db: Path, folds: int, p
     from curation import store
     from curation.audit.model_audit import FBANK_STATS, read_oos_scores, store_audit_of
 
-    kind, fbank_stats, repeats = variant.split("/")
+    kind, fbank_stats, repeats, *rest = variant.split("/")
+    context = rest[0] if rest else "discount"
     fbank_stats = "dynamics" if fbank_stats in ("-", "") else fbank_stats
     label = label or f"model-audit ({variant})"
     if fbank_stats in FBANK_STATS:
         return len(json.loads(step(label, [py, "-m", "curation", "model-audit", "--db", str(db), "--run", run_id,
                                            "--folds", str(folds), "--features", kind, "--fbank-stats", fbank_stats,
-                                           "--repeats", repeats, "--json"], timings, env)))
+                                           "--repeats", repeats, "--context", context, "--json"], timings, env)))
     step(f"{label} [scores only: the library does not accept --fbank-stats {fbank_stats} yet]",
          [py, "-m", "training.oos_scores", "--run", str(run_dir), "--folds", str(folds), "--features", kind,
-          "--fbank-stats", fbank_stats, "--repeats", repeats], timings, env)
+          "--fbank-stats", fbank_stats, "--repeats", repeats, "--context", context], timings, env)
     con = store.connect(db)
     try:
         return len(store_audit_of(con, run_id, read_oos_scores(run_dir)).suspects)

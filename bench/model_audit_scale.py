@@ -10,7 +10,7 @@ uses (``training.oos_scores.write_scores``). Each measured step runs in a child 
 own (and its anonymous part, sampled, without the memory-mapped file's pages): ``store_audit_of`` (what ``model-audit`` does after scoring: thresholds, suspects, per-tag estimates, the
 stored pairs) and ``model_evidence`` (``model-evidence``).
 
-    .venv/bin/python bench/model_audit_scale.py [--workdir /tmp/uts_bench] [--tags 800] [--clips N]
+    .venv/bin/python bench/model_audit_scale.py [--workdir /tmp/uts_bench] [--tags 800] [--clips N] [--disputes]
 """
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ sys.path.insert(0, str(PROJECT))
 sys.path.insert(0, str(PROJECT / "bench"))
 
 
-def write_synthetic_scores(run_dir: Path, clip_ids: list[str], n_tags: int, seed: int, inline: bool = False) -> dict:
+def write_synthetic_scores(run_dir: Path, clip_ids: list[str], n_tags: int, seed: int, inline: bool = False,
+                           disputes: bool = False) -> dict:
+    """``disputes``: also a context head's matrix (the scores' logits with noise of their own), as the scorer writes
+    with ``--context discount``."""
     from training.oos_scores import write_scores
 
     rng = np.random.default_rng(seed)
@@ -40,6 +43,7 @@ def write_synthetic_scores(run_dir: Path, clip_ids: list[str], n_tags: int, seed
     labels = [f"tag{j:05d}" for j in range(n_tags)]
     targets = np.empty((n, n_tags), dtype=np.uint8)
     scores = np.empty((n, n_tags), dtype=np.float32)
+    context = np.empty((n, n_tags), dtype=np.float32) if disputes else None
     logit_prior = np.log(prevalence / (1 - prevalence)).astype(np.float32)
     for start in range(0, n, 20_000):
         stop = min(n, start + 20_000)
@@ -58,6 +62,9 @@ def write_synthetic_scores(run_dir: Path, clip_ids: list[str], n_tags: int, seed
             p[:, a + 1] = p[:, a]
         targets[start:stop] = y
         scores[start:stop] = p
+        if context is not None:
+            q = 1.0 / (1.0 + np.exp(-(logit + rng.normal(0.0, 0.5, size=y.shape).astype(np.float32))))
+            context[start:stop] = q
     folds = (np.arange(n) % 5).astype(np.int64)
     meta = {"run_id": run_dir.name, "features": "both", "fbank_stats": "fine-decay", "repeats": 3, "folds": 5,
             "method": "synthetic (bench/model_audit_scale.py)", "n_clips": n, "n_tags": n_tags, "seconds": None}
@@ -72,7 +79,8 @@ def write_synthetic_scores(run_dir: Path, clip_ids: list[str], n_tags: int, seed
     return write_scores(run_dir, clip_ids, labels, scores, targets, folds,
                         {"run_id": run_dir.name, "features": "both", "fbank_stats": "fine-decay", "repeats": 3,
                          "folds": 5, "method": "synthetic (bench/model_audit_scale.py)", "n_clips": n,
-                         "n_tags": n_tags, "seconds": None})
+                         "n_tags": n_tags, "seconds": None, "context": "discount" if disputes else "none"},
+                        disputes=context)
 
 
 CHILD = r"""
@@ -117,6 +125,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--project", default=str(PROJECT),
                         help="the checkout whose code the measured steps run (e.g. a worktree of an older commit)")
+    parser.add_argument("--disputes", action="store_true",
+                        help="also write a context head's matrix (--context discount): hallucinations are then found "
+                             "with it, misses with the scores")
     parser.add_argument("--inline-npz", action="store_true",
                         help="write the scores in the first format (inside the npz), which older code reads")
     args = parser.parse_args()
@@ -131,16 +142,18 @@ def main() -> int:
     con.close()
     if args.clips:
         clip_ids = clip_ids[:args.clips]
-    run_dir = workdir / f"model_audit_scale_k{args.tags}{'_inline' if args.inline_npz else ''}"
+    run_dir = workdir / (f"model_audit_scale_k{args.tags}{'_inline' if args.inline_npz else ''}"
+                         f"{'_disputes' if args.disputes else ''}")
     if run_dir.exists():
         import shutil
 
         shutil.rmtree(run_dir)
     started = time.perf_counter()
-    write_synthetic_scores(run_dir, clip_ids, args.tags, args.seed, inline=args.inline_npz)
+    write_synthetic_scores(run_dir, clip_ids, args.tags, args.seed, inline=args.inline_npz, disputes=args.disputes)
     print(f"synthetic scores of {len(clip_ids):,} clips x {args.tags} tags written in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     results = {"clips": len(clip_ids), "tags": args.tags, "project": args.project, "inline_npz": args.inline_npz,
+               "disputes": args.disputes,
                "machine": f"{platform.processor() or platform.machine()}, "
                f"{os.cpu_count()} cpus", "load_before": os.getloadavg()}
     child = CHILD.format(project=args.project)
